@@ -1,0 +1,208 @@
+"""NAMM: spectrogram + age features, the BAM scorer and threshold selection, as one policy.
+
+Defaults follow the reference implementation (see NAMM_SPEC.md). A checkpoint is a folder with
+`config.json` and `model.safetensors` (the flat parameter vector and the frozen normalisation
+statistics): a few kilobytes, no pickle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.bam import BAMShape, bam_scores
+from core.features import FeatureNormaliser, age_embedding
+from core.memory import LayerMemory
+from core.policies.base import MemoryPolicy
+from core.selection import threshold_min_over_heads
+from core.spectrogram import EMA, StreamingSpectrogram
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class NAMMConfig:
+    n_up: int = 512
+    n_fft: int = 32
+    hop: int = 16
+    gamma: float = 0.99
+    age_dims: int = 8
+    age_base: float = 50000.0
+    bam_hidden: int = 32
+    threshold: float = 0.0
+    norm_eps: float = 1e-7
+    update_at_prompt_end: bool = False  # not in the reference: also score the prompt's tail
+
+    @property
+    def n_freq(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def n_features(self) -> int:
+        return self.age_dims + self.n_freq
+
+    @property
+    def bam(self) -> BAMShape:
+        return BAMShape(self.n_features, self.bam_hidden)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "NAMMConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known - {"model_type", "n_params"})
+        if unknown:
+            raise ValueError(f"{source}: unknown NAMM config field(s) {unknown}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class NAMM(MemoryPolicy):
+    name = "namm"
+    observes = True
+
+    def __init__(self, config: NAMMConfig | None = None, params=None, norm_mean=None, norm_var=None) -> None:
+        self.config = config or NAMMConfig()
+        super().__init__(self.config.n_up, self.config.update_at_prompt_end)
+        shape = self.config.bam
+        self.params = torch.zeros(shape.n_params) if params is None else torch.as_tensor(
+            np.asarray(params, dtype=np.float32)).flatten()
+        shape.unflatten(self.params)  # validates the count
+        self.spectrogram = StreamingSpectrogram(self.config.n_fft, self.config.hop, self.config.gamma)
+        self.normaliser = FeatureNormaliser(self.config.n_freq, self.config.norm_eps)
+        if norm_mean is not None:
+            self.normaliser.mean = torch.as_tensor(np.asarray(norm_mean, dtype=np.float32))
+        if norm_var is not None:
+            self.normaliser.var = torch.as_tensor(np.asarray(norm_var, dtype=np.float32))
+        self._unflat_cache: tuple | None = None
+
+    @classmethod
+    def zeros(cls, config: NAMMConfig | None = None) -> "NAMM":
+        """The all-zero NAMM: scores every token 0, so it never evicts."""
+        return cls(config)
+
+    @property
+    def n_params(self) -> int:
+        return self.params.numel()
+
+    def set_params(self, flat) -> None:
+        flat = torch.as_tensor(np.asarray(flat, dtype=np.float32)).flatten()
+        self.config.bam.unflatten(flat)
+        self.params = flat
+
+    def _bam_params(self, device) -> dict[str, torch.Tensor]:
+        key = (self.params.data_ptr(), self.params._version, str(device))
+        if self._unflat_cache is None or self._unflat_cache[0] != key:
+            self._unflat_cache = (key, self.config.bam.unflatten(self.params.to(device)))
+        return self._unflat_cache[1]
+
+    # --- the policy interface ---
+    def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
+        b, h, _, p = probs.shape
+        self.spectrogram.init_state(mem.state, b, h, p, probs.device)
+        self.spectrogram.observe(mem.state, probs.transpose(-1, -2))
+
+    def features(self, mem: LayerMemory) -> torch.Tensor:
+        """[B, H, P, n_features] = [age embedding | normalised spectrogram EMA]."""
+        positions = mem.observed_positions()
+        ages = positions[..., -1:] - positions
+        spec = mem.state[EMA]
+        if self.normaliser.calibrating:
+            self.normaliser.accumulate(spec)
+        emb = age_embedding(ages, self.config.age_dims, self.config.age_base).to(spec.dtype)
+        return torch.cat([emb, self.normaliser(spec)], dim=-1)
+
+    def scores(self, mem: LayerMemory) -> torch.Tensor:
+        feats = self.features(mem)
+        b, h, p, d = feats.shape
+        flat = bam_scores(feats.reshape(b * h, p, d).float(), self._bam_params(feats.device), self.config.bam_hidden)
+        return flat.view(b, h, p)
+
+    def select(self, mem: LayerMemory) -> torch.Tensor | None:
+        if EMA not in mem.state:
+            return None
+        keep = threshold_min_over_heads(self.scores(mem), self.config.threshold)
+        return None if keep.shape[-1] == mem.observed else keep
+
+    # --- calibration of the frozen normalisation ---
+    def start_calibration(self) -> None:
+        self.normaliser.start_calibration()
+
+    def finish_calibration(self) -> int:
+        return self.normaliser.finish_calibration()
+
+    # --- persistence ---
+    def save_pretrained(self, folder) -> None:
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"model_type": "namm", **asdict(self.config), "n_params": self.n_params}
+        tensors = {"params": self.params.contiguous(), "norm_mean": self.normaliser.mean.contiguous(),
+                   "norm_var": self.normaliser.var.contiguous()}
+        _atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
+        _atomic_write(folder / CONFIG_FILE, lambda path: Path(path).write_text(json.dumps(config, indent=2) + "\n"))
+
+    @classmethod
+    def from_pretrained(cls, folder) -> "NAMM":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"NAMM checkpoint folder {folder} does not exist")
+        for name in (CONFIG_FILE, WEIGHTS_FILE):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"NAMM checkpoint {folder} has no {name}")
+        config_path = folder / CONFIG_FILE
+        try:
+            data = json.loads(config_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{config_path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+        if data.get("model_type", "namm") != "namm":
+            raise ValueError(f"{config_path}: model_type is {data.get('model_type')!r}, expected 'namm'")
+        config = NAMMConfig.from_dict(data, str(config_path))
+        try:
+            tensors = load_file(folder / WEIGHTS_FILE)
+        except SafetensorError as err:
+            raise ValueError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({err})") from None
+        for key in ("params", "norm_mean", "norm_var"):
+            if key not in tensors:
+                raise ValueError(f"{folder / WEIGHTS_FILE}: missing tensor {key!r}")
+        expected = config.bam.n_params
+        if tensors["params"].numel() != expected:
+            raise ValueError(f"{folder / WEIGHTS_FILE}: 'params' has {tensors['params'].numel()} values, but the "
+                             f"config describes a NAMM with {expected} parameters")
+        for key in ("norm_mean", "norm_var"):
+            if tensors[key].numel() != config.n_freq:
+                raise ValueError(f"{folder / WEIGHTS_FILE}: {key!r} has {tensors[key].numel()} values, "
+                                 f"expected {config.n_freq}")
+        return cls(config, tensors["params"], tensors["norm_mean"], tensors["norm_var"])
+
+    @classmethod
+    def from_flat(cls, vector, config: NAMMConfig | None = None, norm_mean=None, norm_var=None) -> "NAMM":
+        """From a parameter vector in the reference layout (array, or a .npy file)."""
+        if isinstance(vector, (str, os.PathLike)):
+            path = Path(vector)
+            if not path.is_file():
+                raise FileNotFoundError(f"parameter file {path} does not exist")
+            vector = np.load(path)
+        return cls(config, vector, norm_mean, norm_var)
+
+    def __repr__(self) -> str:
+        return f"NAMM(n_params={self.n_params}, n_up={self.n_up}, nonzero={bool(self.params.abs().sum() > 0)})"
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,29 @@
+"""Memory policies behind one interface: NAMM and the baselines it is compared to."""
+from core.policies.base import Budget, BudgetPolicy, MemoryPolicy
+from core.policies.full import FullCache
+from core.policies.h2o import H2O
+from core.policies.l2 import L2Norm
+from core.policies.random_policy import RandomEviction
+from core.policies.recency import Recency
+from core.policies.snapkv import SnapKV
+from core.policies.tova import TOVA
+
+BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, SnapKV, RandomEviction)}
+
+__all__ = ["Budget", "BudgetPolicy", "MemoryPolicy", "FullCache", "H2O", "L2Norm", "RandomEviction",
+           "Recency", "SnapKV", "TOVA", "BASELINES", "make_policy"]
+
+
+def make_policy(name: str, budget=None, ckpt: str | None = None, **kwargs) -> MemoryPolicy:
+    """Build a policy by name: "full", "namm" (needs `ckpt`, or "zeros"), or a baseline with `budget`."""
+    if name == "full":
+        return FullCache(**kwargs)
+    if name == "namm":
+        from core.namm import NAMM
+
+        if ckpt is None:
+            raise ValueError("policy 'namm' needs a checkpoint folder (or 'zeros' for the all-zero NAMM)")
+        return NAMM.zeros() if ckpt == "zeros" else NAMM.from_pretrained(ckpt)
+    if name not in BASELINES:
+        raise ValueError(f"unknown policy {name!r}; choose from full, namm, {', '.join(BASELINES)}")
+    return BASELINES[name](budget if budget is not None else 0.5, **kwargs)

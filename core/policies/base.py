@@ -1,0 +1,112 @@
+"""The interface every memory policy implements, NAMM and baselines alike.
+
+A policy sees one layer's `LayerMemory` at a time. If `observes` is true, the adapter hands it
+the attention probabilities of each processed block of queries over the observed tokens,
+GQA-averaged to KV heads (`observe`). Every `n_up` processed tokens (and, with
+`update_at_prompt_end`, when a prompt ends) the adapter calls `select`, which returns the per-head
+indices to keep (ascending, same count for every head) or None to keep everything.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from core.memory import LayerMemory
+
+
+class MemoryPolicy:
+    name = "policy"
+    observes = False  # needs attention rows
+    evicts = True  # False only for the full cache, which lets the adapter skip all bookkeeping
+
+    def __init__(self, n_up: int = 512, update_at_prompt_end: bool = False) -> None:
+        if int(n_up) < 1:
+            raise ValueError(f"n_up must be a positive number of tokens, got {n_up}")
+        self.n_up = int(n_up)
+        self.update_at_prompt_end = bool(update_at_prompt_end)
+
+    def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
+        """`probs` [B, H_kv, rows, P]; `rows_left`: queries still to come before the next update."""
+
+    def select(self, mem: LayerMemory) -> torch.Tensor | None:
+        return None
+
+    def check_capacity(self, max_tokens: int | None) -> None:
+        """Raise if this policy cannot run on a model whose context holds `max_tokens`."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_up={self.n_up})"
+
+
+class Budget:
+    """How many tokens a baseline keeps: an int token count, or a float fraction in (0, 1] of the
+    tokens processed so far (the size the full cache would have)."""
+
+    def __init__(self, value) -> None:
+        if isinstance(value, str):
+            text = value.strip()
+            value = float(text[:-1]) / 100 if text.endswith("%") else (float(text) if "." in text else int(text))
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"budget must be a token count or a fraction in (0, 1], got {value!r}")
+        if isinstance(value, float):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"budget fraction must be in (0, 1], got {value}")
+        elif value < 1:
+            raise ValueError(f"budget must be at least 1 token, got {value}")
+        self.value = value
+
+    @property
+    def is_fraction(self) -> bool:
+        return isinstance(self.value, float)
+
+    def tokens(self, processed: int) -> int:
+        if self.is_fraction:
+            return max(1, math.ceil(self.value * processed))
+        return self.value
+
+    def check_capacity(self, max_tokens: int | None) -> None:
+        if not self.is_fraction and max_tokens is not None and self.value > max_tokens:
+            raise ValueError(f"budget of {self.value} tokens is larger than the cache can ever hold "
+                             f"({max_tokens} tokens, the model's maximum context)")
+
+    def __repr__(self) -> str:
+        return f"{self.value:.0%}" if self.is_fraction else f"{self.value} tokens"
+
+
+class BudgetPolicy(MemoryPolicy):
+    """A baseline that scores tokens and keeps the best `budget` of them per head."""
+
+    def __init__(self, budget=0.5, n_up: int = 512, update_at_prompt_end: bool = False) -> None:
+        super().__init__(n_up, update_at_prompt_end)
+        self.budget = Budget(budget)
+
+    def scores(self, mem: LayerMemory) -> torch.Tensor:
+        """[B, H, P]: higher is kept first."""
+        raise NotImplementedError
+
+    def select(self, mem: LayerMemory) -> torch.Tensor | None:
+        from core.selection import keep_top, protect_newest
+
+        n_keep = self.budget.tokens(mem.processed)
+        keep = None
+        if n_keep < mem.observed:
+            keep = keep_top(protect_newest(self.scores(mem).float()), n_keep)
+        self.after_update(mem)
+        return keep
+
+    def after_update(self, mem: LayerMemory) -> None:
+        """Hook for policies whose state covers only the span between two updates."""
+
+    def check_capacity(self, max_tokens: int | None) -> None:
+        self.budget.check_capacity(max_tokens)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(budget={self.budget}, n_up={self.n_up})"
+
+
+def protect_last(scores: torch.Tensor, n: int) -> torch.Tensor:
+    if n > 0:
+        scores = scores.clone()
+        scores[..., -n:] = torch.finfo(scores.dtype).max
+    return scores

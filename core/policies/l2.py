@@ -1,0 +1,10 @@
+from core.policies.base import BudgetPolicy
+
+
+class L2Norm(BudgetPolicy):
+    """Keeps the keys with the smallest L2 norm (Devoto et al. 2024; kvpress' Knorm)."""
+
+    name = "l2"
+
+    def scores(self, mem):
+        return -mem.observed_keys().float().norm(dim=-1)

@@ -1,0 +1,36 @@
+import torch.nn.functional as F
+
+from core.policies.base import BudgetPolicy, protect_last
+
+STATE = "snapkv_window_attention"
+
+
+class SnapKV(BudgetPolicy):
+    """Attention from the last `window` queries before an update, pooled over neighbouring
+    tokens (Li et al. 2024); the window itself is always kept."""
+
+    name = "snapkv"
+    observes = True
+
+    def __init__(self, budget=0.5, window: int = 32, kernel: int = 7, **kwargs) -> None:
+        super().__init__(budget, **kwargs)
+        self.window, self.kernel = int(window), int(kernel)
+
+    def observe(self, mem, probs, rows_left):
+        if STATE not in mem.state:
+            mem.state[STATE] = probs.new_zeros(probs.shape[0], probs.shape[1], probs.shape[-1])
+        rows = probs.shape[2]
+        first_in_window = max(0, rows + rows_left - self.window)
+        if first_in_window < rows:
+            mem.state[STATE] += probs[:, :, first_in_window:].sum(dim=2)
+
+    def scores(self, mem):
+        observed = mem.state[STATE]
+        b, h, p = observed.shape
+        pooled = F.avg_pool1d(observed.reshape(b * h, 1, p), self.kernel, stride=1,
+                              padding=self.kernel // 2, count_include_pad=False).view(b, h, p)
+        return protect_last(pooled, self.window)
+
+    def after_update(self, mem):
+        if STATE in mem.state:
+            mem.state[STATE].zero_()  # the next update looks at its own window
