@@ -15,3 +15,10 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"the shared folder is expected beside the checkout at {SHARED}")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from adapters.loading import load_model
+
+    return load_model("smollm2")

@@ -46,7 +46,11 @@ class Budget:
     def __init__(self, value) -> None:
         if isinstance(value, str):
             text = value.strip()
-            value = float(text[:-1]) / 100 if text.endswith("%") else (float(text) if "." in text else int(text))
+            try:
+                value = float(text[:-1]) / 100 if text.endswith("%") else (float(text) if "." in text else int(text))
+            except ValueError:
+                raise ValueError(f"budget must be a token count, a fraction in (0, 1] or a percentage, "
+                                 f"got {text!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"budget must be a token count or a fraction in (0, 1], got {value!r}")
         if isinstance(value, float):

@@ -1,0 +1,95 @@
+"""`with attach(model, policy): model.generate(...)`: run a memory policy inside a HF model."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from adapters.hf import attention
+from adapters.hf.cache import MemoryCache
+from core.memory import LayerMemory
+from core.policies import FullCache, MemoryPolicy
+
+
+class MemorySession:
+    """What the attention function needs while a policy is attached: the policy and the cache."""
+
+    def __init__(self, policy: MemoryPolicy, managed: dict[int, object], num_layers: int, observe_rows: int):
+        self.policy = policy
+        self.managed = managed
+        self.num_layers = num_layers
+        self.observe_rows = int(observe_rows)
+        self.cache: MemoryCache | None = None
+        self.prompt_final: bool | None = None  # None: every multi-token forward ends a prompt
+        self.n_updates = 0
+
+    def new_cache(self) -> MemoryCache:
+        return MemoryCache(self.num_layers)
+
+    def memory(self, layer_idx: int) -> LayerMemory | None:
+        if self.cache is None or layer_idx not in self.managed:
+            return None
+        return self.cache.layers[layer_idx].mem
+
+    def prompt_ends_here(self) -> bool:
+        return True if self.prompt_final is None else self.prompt_final
+
+
+def _adapter_for(model):
+    from adapters import registry
+
+    return registry.adapter_for(model)
+
+
+def _use_memory_cache(session: MemorySession):
+    def hook(module, args, kwargs):
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        if kwargs.get("use_cache") is False:
+            session.cache = None
+            return args, kwargs
+        if not isinstance(cache, MemoryCache):
+            if cache is not None and cache.get_seq_length() > 0:
+                raise ValueError("attach(): the model was given a cache that already holds tokens; start the "
+                                 "sequence under attach() so that the policy sees all of it")
+            cache = session.new_cache()
+            kwargs.pop("past_key_values", None)
+            kwargs["cache"] = cache
+        session.cache = cache
+        mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 2 and not bool(mask.all()):
+            raise ValueError("padded batches are not supported under a memory policy (caches are rectangular per "
+                             "layer); run sequences of equal length or one at a time")
+        return args, kwargs
+
+    return hook
+
+
+@contextmanager
+def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128):
+    """Apply `policy` to every managed attention layer of `model` for the duration of the block.
+
+    Inside, `model(...)` and `model.generate(...)` use a `MemoryCache`: the policy observes
+    attention, evicts every `policy.n_up` tokens during prefill and decoding, and new tokens keep
+    their original positions.
+    """
+    policy = policy if policy is not None else FullCache()
+    adapter = _adapter_for(model)
+    modules = adapter.attention_modules(model)
+    text_config = adapter.text_config(model)
+    policy.check_capacity(getattr(text_config, "max_position_embeddings", None))
+    attention.register()
+    session = MemorySession(policy, {m.layer_idx: m for m in modules}, adapter.num_layers(model), observe_rows)
+    configs = {id(m.config): m.config for m in modules}
+    previous = {key: cfg._attn_implementation for key, cfg in configs.items()}
+    handle = adapter.cache_owner(model).register_forward_pre_hook(_use_memory_cache(session), with_kwargs=True)
+    try:
+        for cfg in configs.values():
+            cfg._attn_implementation = attention.NAME
+        for m in modules:
+            setattr(m, attention.SESSION_ATTR, session)
+        yield session
+    finally:
+        handle.remove()
+        for m in modules:
+            if hasattr(m, attention.SESSION_ATTR):
+                delattr(m, attention.SESSION_ATTR)
+        for key, cfg in configs.items():
+            cfg._attn_implementation = previous[key]

@@ -1,0 +1,82 @@
+"""A transformers cache whose layers are `core.memory.LayerMemory` objects.
+
+`get_seq_length()` reports the number of tokens processed (the length a full cache would have),
+not the number kept: transformers derives new tokens' positions and `generate` slices its
+inputs from it, and both must stay those of the uncompressed sequence after eviction.
+"""
+from __future__ import annotations
+
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from core.memory import LayerMemory
+
+
+class MemoryLayer(DynamicLayer):
+    is_croppable = False
+
+    def __init__(self, **kwargs) -> None:
+        self.mem = LayerMemory()
+        super().__init__(**kwargs)
+
+    @property
+    def keys(self):
+        return self.mem.keys
+
+    @keys.setter
+    def keys(self, value):
+        self.mem.keys = value
+
+    @property
+    def values(self):
+        return self.mem.values
+
+    @values.setter
+    def values(self, value):
+        self.mem.values = value
+
+    def lazy_initialization(self, key_states, value_states) -> None:
+        self.device = key_states.device
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.mem.append(key_states, value_states)
+        return self.mem.keys, self.mem.values
+
+    def get_seq_length(self) -> int:
+        return self.mem.n_seen
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.mem.n_seen + query_length, 0
+
+    def reset(self) -> None:
+        self.mem = LayerMemory()
+        self.is_initialized = False
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("a cache under a memory policy cannot be cropped (assisted decoding is not supported)")
+
+    def reorder_cache(self, beam_idx) -> None:
+        raise NotImplementedError("beam search is not supported under a memory policy; use greedy or sampling")
+
+    def batch_select_indices(self, indices) -> None:
+        raise NotImplementedError("selecting batch rows of a cache under a memory policy is not supported")
+
+
+class MemoryCache(DynamicCache):
+    def __init__(self, num_layers: int) -> None:
+        super().__init__()
+        self.layers = [MemoryLayer() for _ in range(num_layers)]
+        self.layer_class_to_replicate = None
+
+    def memories(self) -> list[LayerMemory]:
+        return [layer.mem for layer in self.layers]
+
+    def kept_tokens(self) -> list[int]:
+        return [len(m) for m in self.memories()]
+
+    def fraction(self) -> float:
+        """Mean over layers of kept / processed tokens (1.0 for a full cache)."""
+        mems = [m for m in self.memories() if m.n_seen]
+        return sum(len(m) / m.n_seen for m in mems) / len(mems) if mems else 1.0

@@ -1,0 +1,68 @@
+"""The project's own greedy decoding path: chunked prefill with explicit positions, then one
+token at a time, with a memory policy attached throughout."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from adapters.hf.attach import attach
+from core.policies import MemoryPolicy
+
+
+@dataclass
+class Generation:
+    tokens: list[list[int]]  # new tokens per batch row
+    cache_fraction: float  # kept / processed tokens at the end, mean over layers
+    kept_tokens: list[int]  # per layer, at the end
+    logits: list[torch.Tensor] = field(default_factory=list)  # [B, vocab] per new token, if asked
+    mean_decode_fraction: float = 1.0  # cache fraction averaged over decoding steps
+
+
+@torch.no_grad()
+def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
+                    prefill_chunk: int = 512, eos_token_id: int | list[int] | None = None,
+                    return_logits: bool = False, observe_rows: int = 128) -> Generation:
+    if input_ids.dim() == 1:
+        input_ids = input_ids.unsqueeze(0)
+    eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
+    device = next(model.parameters()).device
+    input_ids = input_ids.to(device)
+    with attach(model, policy, observe_rows=observe_rows) as session:
+        cache = session.new_cache()
+        n_prompt = input_ids.shape[1]
+        for start in range(0, n_prompt, prefill_chunk):
+            chunk = input_ids[:, start : start + prefill_chunk]
+            session.prompt_final = start + prefill_chunk >= n_prompt
+            logits = _forward(model, chunk, cache, start)
+        session.prompt_final = None
+        tokens, kept_logits, fractions = [], [], []
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
+        for step in range(max_new_tokens):
+            if return_logits:
+                kept_logits.append(logits.float().cpu())
+            next_token = logits.argmax(dim=-1)
+            tokens.append(next_token)
+            finished |= torch.tensor([t in eos for t in next_token.tolist()], device=device)
+            if bool(finished.all()) or step == max_new_tokens - 1:
+                break
+            logits = _forward(model, next_token.unsqueeze(1), cache, n_prompt + step)
+            fractions.append(cache.fraction())
+    rows = torch.stack(tokens, dim=1).tolist() if tokens else [[] for _ in range(input_ids.shape[0])]
+    rows = [_cut_at_eos(r, eos) for r in rows]
+    return Generation(rows, cache.fraction(), cache.kept_tokens(), kept_logits,
+                      sum(fractions) / len(fractions) if fractions else cache.fraction())
+
+
+def _forward(model, chunk, cache, start):
+    positions = torch.arange(start, start + chunk.shape[1], device=chunk.device).unsqueeze(0)
+    out = model(input_ids=chunk, cache=cache, position_ids=positions.expand(chunk.shape[0], -1),
+                use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1]
+
+
+def _cut_at_eos(row, eos):
+    for i, t in enumerate(row):
+        if t in eos:
+            return row[: i + 1]
+    return row

@@ -1,0 +1,148 @@
+"""The HF adapter on Llama models: a policy that keeps everything changes nothing, eviction is
+exact, and `attach` + `generate` agrees with the project's own decoding path."""
+import pytest
+import torch
+from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
+
+from adapters.hf import MemoryCache, attach, greedy_generate
+from core.namm import NAMM, NAMMConfig
+from core.policies import H2O, FullCache
+
+
+def tiny_llama(seed=0, layers=3):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      attn_implementation="sdpa")
+    return LlamaForCausalLM(cfg).eval()
+
+
+def max_logit_gap(a, b):
+    return max((x.float() - y.float()).abs().max().item() for x, y in zip(a, b))
+
+
+def zero_namm(n_up):
+    return NAMM.zeros(NAMMConfig(n_up=n_up))
+
+
+def assert_zero_namm_changes_nothing(model, ids, n_up, new_tokens, prefill_chunk=96):
+    ref = model.generate(ids, max_new_tokens=new_tokens, do_sample=False, output_logits=True,
+                         return_dict_in_generate=True)
+    with attach(model, zero_namm(n_up)) as session:
+        out = model.generate(ids, max_new_tokens=new_tokens, do_sample=False, output_logits=True,
+                             return_dict_in_generate=True)
+    assert session.n_updates > 0, "the NAMM never ran: the test would prove nothing"
+    assert torch.equal(out.sequences, ref.sequences)
+    assert max_logit_gap(out.logits, ref.logits) < 1e-5
+    own = greedy_generate(model, ids, zero_namm(n_up), max_new_tokens=new_tokens, prefill_chunk=prefill_chunk,
+                          return_logits=True)
+    assert own.tokens[0] == ref.sequences[0, ids.shape[1]:].tolist()
+    assert max_logit_gap(own.logits, ref.logits) < 1e-5
+    assert own.cache_fraction == 1.0
+
+
+def test_zero_namm_changes_nothing_on_tiny_llama():
+    model = tiny_llama()
+    ids = torch.randint(0, 128, (1, 300))
+    assert_zero_namm_changes_nothing(model, ids, n_up=64, new_tokens=40)
+
+
+@pytest.mark.slow
+def test_zero_namm_changes_nothing_on_embedded_model(smollm2):
+    model, tokenizer = smollm2
+    text = "The history of the city begins with a small fishing village on the river. " * 80
+    ids = tokenizer(text, return_tensors="pt").input_ids[:, :1100]
+    # The reference cadence (n_up = 512) lands segment ends on SDPA's 512-key blocks, so the
+    # segmented prefill is bit-identical to one causal call.
+    assert_zero_namm_changes_nothing(model, ids, n_up=512, new_tokens=8, prefill_chunk=512)
+
+
+def masked_reference_logits(model, ids, evicted, n_prefix):
+    """Full forward in which the chunk's queries cannot see the evicted prefix tokens.
+    `evicted[layer]` is a bool tensor [H_kv, n_prefix]."""
+    n_q_heads = model.config.num_attention_heads
+    group = n_q_heads // model.config.num_key_value_heads
+    n = ids.shape[1]
+
+    def masked_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+        allowed = torch.ones(n_q_heads, n, n, dtype=torch.bool).tril()
+        hidden = evicted[module.layer_idx].repeat_interleave(group, dim=0)  # [Hq, n_prefix]
+        allowed[:, n_prefix:, :n_prefix] &= ~hidden[:, None, :]
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query, key, value, attn_mask=allowed.unsqueeze(0), scale=scaling, enable_gqa=True)
+        return out.transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register("test_masked", masked_attention)
+    previous = model.config._attn_implementation
+    model.config._attn_implementation = "test_masked"
+    try:
+        with torch.no_grad():
+            return model(ids, use_cache=False).logits[0, n_prefix:]
+    finally:
+        model.config._attn_implementation = previous
+
+
+@pytest.mark.parametrize("n_new", [1, 5])
+def test_eviction_is_exact(n_new):
+    model = tiny_llama(layers=3)
+    n_prefix = 40
+    ids = torch.randint(0, 128, (1, n_prefix + n_new))
+    gen = torch.Generator().manual_seed(1)
+    cache = MemoryCache(3)
+    evicted = {}
+    with torch.no_grad(), attach(model, FullCache()):
+        model(ids[:, :n_prefix], cache=cache, use_cache=True)
+        for layer, mem in enumerate(cache.memories()):
+            n_keep = 30 - 7 * layer  # a different cache length in every layer
+            keep = torch.stack([torch.randperm(n_prefix - 1, generator=gen)[: n_keep - 1] for _ in range(2)])
+            keep = torch.cat([keep, torch.full((2, 1), n_prefix - 1)], dim=1).sort(dim=1).values
+            mask = torch.ones(2, n_prefix, dtype=torch.bool)
+            mask.scatter_(1, keep, False)
+            evicted[layer] = mask
+            mem.evict(keep.unsqueeze(0))
+        assert sorted(set(cache.kept_tokens())) == [16, 23, 30]
+        positions = torch.arange(n_prefix, n_prefix + n_new).unsqueeze(0)
+        logits = model(ids[:, n_prefix:], cache=cache, position_ids=positions, use_cache=True).logits[0]
+    expected = masked_reference_logits(model, ids, evicted, n_prefix)
+    assert (logits - expected).abs().max().item() < 1e-5
+
+
+def test_generate_agrees_with_own_path_under_eviction():
+    model = tiny_llama(seed=3)
+    ids = torch.randint(0, 128, (1, 333))
+    torch.manual_seed(5)
+    namm = NAMM(NAMMConfig(n_up=64), params=torch.randn(4172) * 0.3)
+    with attach(model, namm) as session:
+        out = model.generate(ids, max_new_tokens=30, do_sample=False)
+        kept = session.cache.kept_tokens()
+    assert max(kept) < 200, "this NAMM was expected to evict"
+    own = greedy_generate(model, ids, namm, max_new_tokens=30, prefill_chunk=50)
+    assert own.tokens[0] == out[0, ids.shape[1]:].tolist()
+    assert own.kept_tokens == kept
+
+
+def test_baseline_cache_stays_near_budget():
+    model = tiny_llama()
+    ids = torch.randint(0, 128, (1, 512))
+    out = greedy_generate(model, ids, H2O(0.25, n_up=128), max_new_tokens=4)
+    assert all(k <= 0.25 * 515 + 4 for k in out.kept_tokens)
+    assert 0.2 < out.cache_fraction < 0.3
+
+
+def test_padded_batch_is_refused():
+    model = tiny_llama()
+    ids = torch.randint(0, 128, (2, 20))
+    mask = torch.ones(2, 20, dtype=torch.long)
+    mask[1, :3] = 0
+    with attach(model, zero_namm(8)), pytest.raises(ValueError, match="padded batches"):
+        model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False)
+
+
+def test_attach_restores_the_model():
+    model = tiny_llama()
+    ids = torch.randint(0, 128, (1, 50))
+    before = model(ids).logits
+    with attach(model, H2O(0.5, n_up=8)):
+        model(ids)
+    assert model.config._attn_implementation == "sdpa"
+    assert torch.equal(model(ids).logits, before)
