@@ -1,0 +1,1 @@
+"""Language evaluation: official LongBench / InfiniteBench / ChouBun metrics, loaders, and a built-in suite."""

@@ -1,0 +1,39 @@
+"""Command line: `python -m eval.lm <mode> ...`.
+
+Modes are registered in MODES (name -> (help, add_arguments, run)); add one there to extend the CLI.
+Without a mode, the default `run` mode (policies on tasks) is meant to run; it is not available yet.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from eval.lm import calibrate, score_cli
+
+MODES = {
+    "score": ("score existing prediction files like the official eval scripts", score_cli.add_arguments, score_cli.run),
+    "calibrate": ("full-cache scores of a model on the built-in suite", calibrate.add_arguments, calibrate.run),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.lm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", metavar="MODE")
+    for name, (help_text, add_arguments, _) in MODES.items():
+        add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if not argv or argv[0] not in MODES and argv[0] not in ("-h", "--help"):
+        parser.error("run mode not available yet: the default mode (running memory policies on tasks) "
+                     f"is not implemented; use one of: {', '.join(MODES)}")
+    args = parser.parse_args(argv)
+    return MODES[args.mode][2](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

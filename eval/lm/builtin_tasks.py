@@ -1,0 +1,312 @@
+"""A generated long-context suite that runs offline and is deterministic from a seed.
+
+Six tasks: passkey retrieval, multi-key needle-in-a-haystack, key-value retrieval, variable
+tracking, few-shot classification and question answering over generated facts among distractors.
+Each item carries the user prompt, the answer(s), the options present in the context (for the
+"first_option" metric and the chance level) and an answer prefix that primes the reply.
+
+Lengths are in tokens of the rendered prompt, measured with the tokenizer when one is given and
+estimated (about 4 characters per token) otherwise.
+"""
+from __future__ import annotations
+
+import random
+import re
+import string
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+TASKS = ("passkey", "multikey_niah", "kv_retrieval", "variable_tracking", "fewshot_classification", "fact_qa")
+
+# Calibrated formats (see eval/lm/CALIBRATION.md): whether to wrap the prompt in the chat template.
+DEFAULT_CHAT = {
+    "passkey": False,
+    "multikey_niah": False,
+    "kv_retrieval": False,
+    "variable_tracking": True,
+    "fewshot_classification": False,
+    "fact_qa": False,
+}
+
+MAX_NEW_TOKENS = {
+    "passkey": 8,
+    "multikey_niah": 8,
+    "kv_retrieval": 8,
+    "variable_tracking": 16,
+    "fewshot_classification": 6,
+    "fact_qa": 8,
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    task: str
+    prompt: str  # the user message: instruction, context and question
+    answers: list[str]
+    metric: str  # "first_number" or "first_option"
+    answer_prefix: str  # primes the reply; the prediction is what the model writes after it
+    options: list[str] = field(default_factory=list)  # candidate answers present in the context
+
+    @property
+    def chance(self) -> float:
+        """Score of a guess among the options in the context (0 for free-form numbers)."""
+        return 1.0 / len(self.options) if self.options else 0.0
+
+
+# ---------------------------------------------------------------- rendering
+
+def render(item: Item, tokenizer=None, chat: bool | None = None) -> str:
+    """The text fed to the model: the prompt, plain or in the chat template, then the answer prefix."""
+    if chat is None:
+        chat = DEFAULT_CHAT[item.task]
+    if chat:
+        if tokenizer is None:
+            raise ValueError("rendering with the chat template needs a tokenizer")
+        head = tokenizer.apply_chat_template(
+            [{"role": "user", "content": item.prompt}], tokenize=False, add_generation_prompt=True
+        )
+        return head + item.answer_prefix
+    return item.prompt + "\n\n" + item.answer_prefix
+
+
+# ---------------------------------------------------------------- scoring
+
+_NUMBER = re.compile(r"\d+")
+
+
+def score_item(item: Item, prediction: str) -> float:
+    if item.metric == "first_number":
+        found = _NUMBER.search(prediction)
+        return float(found is not None and found.group(0) in item.answers)
+    if item.metric == "first_option":
+        # The earliest option named in the prediction must be an answer; listing all options earns nothing.
+        text = prediction.lower()
+        best, best_at = None, len(text) + 1
+        for option in set(item.options) | set(item.answers):
+            match = re.search(r"(?<![a-z0-9])" + re.escape(option.lower()) + r"(?![a-z0-9])", text)
+            if match and (match.start() < best_at or (match.start() == best_at and len(option) > len(best))):
+                best, best_at = option, match.start()
+        return float(best is not None and best.lower() in {a.lower() for a in item.answers})
+    raise ValueError(f"unknown metric {item.metric!r}")
+
+
+# ---------------------------------------------------------------- token budget
+
+def token_counter(tokenizer=None) -> Callable[[str], int]:
+    if tokenizer is None:
+        return lambda text: max(1, round(len(text) / 4))
+    cache: dict[str, int] = {}
+
+    def count(text: str) -> int:
+        if text not in cache:
+            cache[text] = len(tokenizer(text, add_special_tokens=False).input_ids)
+        return cache[text]
+
+    return count
+
+
+def _fill(rng: random.Random, budget: int, count, make_sentence: Callable[[random.Random], str]) -> list[str]:
+    """Sentences whose joined token count reaches `budget` (sentences are counted one by one)."""
+    sentences: list[str] = []
+    used = 0
+    while used < budget:
+        sentence = make_sentence(rng)
+        sentences.append(sentence)
+        used += count(" " + sentence)
+    return sentences
+
+
+def _insert(rng: random.Random, sentences: list[str], needles: Sequence[str], lo: float = 0.05, hi: float = 0.95):
+    """Insert each needle at a random depth between lo and hi of the haystack."""
+    out = list(sentences)
+    for needle in needles:
+        n = len(out)
+        position = rng.randint(int(lo * n), max(int(lo * n), int(hi * n)))
+        out.insert(position, needle)
+    return out
+
+
+# ---------------------------------------------------------------- vocabularies
+
+_PASSKEY_FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+
+_SUBJECTS = ["The old bridge", "A quiet village", "The river", "The morning train", "A small library", "The market",
+             "The mountain road", "An empty field", "The harbour", "A wooden boat", "The garden", "The school bell",
+             "A long winter", "The bakery", "The north wind", "A narrow street", "The museum", "The lighthouse"]
+_PREDICATES = ["was busy all day", "looked calm in the evening", "stayed open until late", "needed new paint",
+               "was covered in snow", "smelled of fresh bread", "was crowded on Sunday", "had a new sign",
+               "was very quiet at night", "was visited by tourists", "was repaired last spring",
+               "could be seen from far away", "was older than the town", "was lit by small lamps"]
+
+_NAMES = ["Alice", "Bruno", "Clara", "David", "Elena", "Farid", "Greta", "Hugo", "Irene", "Jonas", "Karla", "Liam",
+          "Maya", "Nikos", "Olga", "Pablo", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Walter", "Yuki", "Zoe"]
+_CITIES = ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Madrid", "Sydney", "Toronto", "Berlin", "Nairobi", "Dublin",
+           "Mumbai", "Seoul", "Vienna", "Lisbon", "Havana", "Athens", "Prague", "Boston", "Denver"]
+_KEY_WORDS = ["apple", "river", "candle", "tiger", "window", "violin", "rocket", "pepper", "garden", "marble",
+              "falcon", "cactus", "lantern", "pillow", "ribbon", "walnut", "anchor", "button", "castle", "dragon",
+              "feather", "glacier", "harbor", "igloo", "jacket", "kettle", "lemon", "mirror", "needle", "orange"]
+
+_ADJECTIVES = ["red", "blue", "green", "quick", "lazy", "tall", "small", "bright", "dark", "happy", "silent",
+               "golden", "frozen", "wild", "gentle", "brave", "hidden", "ancient", "rapid", "lucky"]
+
+_CATEGORIES = {
+    "animal": ["dog", "cat", "horse", "rabbit", "lion", "sheep", "eagle", "goat", "wolf", "bear", "mouse", "duck",
+               "frog", "deer", "whale", "camel", "zebra", "otter"],
+    "fruit": ["apple", "banana", "cherry", "grape", "lemon", "mango", "peach", "pear", "plum", "melon", "kiwi",
+              "orange", "lime", "papaya", "apricot", "fig", "guava", "coconut"],
+    "vehicle": ["car", "bus", "truck", "bicycle", "train", "boat", "plane", "tractor", "scooter", "taxi", "van",
+                "ship", "tram", "helicopter", "canoe", "jeep", "subway", "motorcycle"],
+    "color": ["red", "blue", "green", "yellow", "purple", "pink", "brown", "black", "white", "gray", "violet",
+              "beige", "navy", "teal", "maroon", "olive", "cyan", "magenta"],
+}
+
+
+def _bland_sentence(rng: random.Random) -> str:
+    return f"{rng.choice(_SUBJECTS)} {rng.choice(_PREDICATES)}."
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return str(rng.randint(10 ** (n - 1), 10 ** n - 1))
+
+
+def _distinct(rng: random.Random, make: Callable[[], str], n: int) -> list[str]:
+    seen: list[str] = []
+    while len(seen) < n:
+        value = make()
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+# ---------------------------------------------------------------- task builders
+# Each builder returns an Item whose prompt has about `length` tokens (counted by `count`).
+
+def _passkey(rng, length, count) -> Item:
+    key = _digits(rng, 5)
+    head = ("There is an important pass key hidden inside a lot of irrelevant text. "
+            "Find it and memorize it. I will quiz you about it.")
+    needle = f"The pass key is {key}. Remember it. {key} is the pass key."
+    question = "What is the pass key?"
+    budget = length - count(head) - count(needle) - count(question) - 12
+    filler = _fill(rng, budget, count, lambda r: _PASSKEY_FILLER)
+    body = " ".join(_insert(rng, filler, [needle]))
+    prompt = f"{head}\n\n{body}\n\n{question}"
+    return Item("passkey", prompt, [key], "first_number", "The pass key is", [])
+
+
+def _multikey(rng, length, count) -> Item:
+    n_keys = 4
+    keys = rng.sample(_KEY_WORDS, n_keys)
+    values = _distinct(rng, lambda: _digits(rng, 4), n_keys)
+    needles = [f"The special magic number for {k} is {v}." for k, v in zip(keys, values)]
+    target = rng.randrange(n_keys)
+    head = "Some special magic numbers are hidden inside the following text. Memorize them."
+    question = f"What is the special magic number for {keys[target]}?"
+    budget = length - count(head) - sum(count(x) for x in needles) - 2 * count(question) - 16
+    body = " ".join(_insert(rng, _fill(rng, budget, count, _bland_sentence), needles))
+    prompt = f"{head} {question}\n\n{body}\n\n{question}"
+    return Item("multikey_niah", prompt, [values[target]], "first_option",
+                f"The special magic number for {keys[target]} is", values)
+
+
+def _kv(rng, length, count) -> Item:
+    """A JSON object of KV_PAIRS word keys and 5-digit values, hidden at a random depth in filler text."""
+    head = "Extract the value corresponding to the specified key in the JSON object hidden in the text below."
+    keys = _distinct(rng, lambda: f"{rng.choice(_ADJECTIVES)}-{rng.choice(_KEY_WORDS)}", KV_PAIRS)
+    values = _distinct(rng, lambda: _digits(rng, 5), KV_PAIRS)
+    block = "JSON data: {" + ", ".join(f'"{k}": "{v}"' for k, v in zip(keys, values)) + "}"
+    target = rng.randrange(KV_PAIRS)
+    question = f'Key: "{keys[target]}"\nThe value associated with the specified key is:'
+    budget = length - count(head) - count(block) - count(question) - 16
+    body = " ".join(_insert(rng, _fill(rng, budget, count, _bland_sentence), [block]))
+    prompt = f"{head}\n\n{body}\n\n{question}"
+    # The prefix repeats the JSON pattern of the key so the reply starts with its value.
+    return Item("kv_retrieval", prompt, [values[target]], "first_option", f'"{keys[target]}": "', values)
+
+
+KV_PAIRS = 8
+VT_HOPS = 1
+
+
+def _variable_tracking(rng, length, count) -> Item:
+    n_chains, hops = 3, VT_HOPS
+    letters = rng.sample(_KEY_WORDS, n_chains * (hops + 1))
+    values = _distinct(rng, lambda: _digits(rng, 5), n_chains)
+    chains, statements = [], []
+    for c in range(n_chains):
+        names = letters[c * (hops + 1):(c + 1) * (hops + 1)]
+        chains.append(names)
+        chain = [f"The value of VAR {names[0]} is {values[c]}."] + [
+            f"VAR {names[i]} gets its value from VAR {names[i - 1]}." for i in range(1, hops + 1)]
+        statements.append(chain)
+    target = rng.randrange(n_chains)
+    head = "Memorize the variable assignments hidden in the following text."
+    question = f"What is the value of VAR {chains[target][-1]}?"
+    budget = length - count(head) - 2 * count(question) - sum(count(s) for ch in statements for s in ch) - 16
+    sentences = _fill(rng, budget, count, _bland_sentence)
+    # Keep each chain in order: insert its statements at increasing depths.
+    for chain in statements:
+        cuts = sorted(rng.randint(0, len(sentences)) for _ in chain)
+        for offset, (cut, statement) in enumerate(zip(cuts, chain)):
+            sentences.insert(cut + offset, statement)
+    prompt = f"{head} {question}\n\n{' '.join(sentences)}\n\n{question} Follow the assignments."
+    # The prefix starts the chain; the model must name the next variable, then find its value.
+    return Item("variable_tracking", prompt, [values[target]], "first_option",
+                f"VAR {chains[target][-1]} gets its value from VAR", values)
+
+
+def _fewshot(rng, length, count) -> Item:
+    head = "Classify each word into one of these categories: " + ", ".join(_CATEGORIES) + ". Here are some examples."
+    lines: list[str] = []
+    seen: list[tuple[str, str]] = []
+    budget = length - count(head) - 30
+    total = 0
+    while total < budget:
+        label = rng.choice(list(_CATEGORIES))
+        word = rng.choice(_CATEGORIES[label])
+        line = f"Word: {word}\nCategory: {label}"
+        lines.append(line)
+        seen.append((word, label))
+        total += count(line + "\n\n")
+    label = rng.choice(list(_CATEGORIES))
+    word = rng.choice(_CATEGORIES[label])
+    prompt = f"{head}\n\n" + "\n\n".join(lines) + f"\n\nWord: {word}"
+    return Item("fewshot_classification", prompt, [label], "first_option", "Category:", list(_CATEGORIES))
+
+
+def _fact_qa(rng, length, count) -> Item:
+    n_people = 6
+    people = rng.sample(_NAMES, n_people)
+    cities = rng.sample(_CITIES, n_people)
+    facts = [f"{p} lives in {c}." for p, c in zip(people, cities)]
+    target = rng.randrange(n_people)
+    head = "Read the text and answer the question about where a person lives."
+    question = f"In which city does {people[target]} live?"
+    budget = length - count(head) - 2 * count(question) - sum(count(f) for f in facts) - 16
+    body = " ".join(_insert(rng, _fill(rng, budget, count, _bland_sentence), facts))
+    prompt = f"{head} {question}\n\n{body}\n\n{question}"
+    return Item("fact_qa", prompt, [cities[target]], "first_option", f"{people[target]} lives in", cities)
+
+
+_BUILDERS = {
+    "passkey": _passkey,
+    "multikey_niah": _multikey,
+    "kv_retrieval": _kv,
+    "variable_tracking": _variable_tracking,
+    "fewshot_classification": _fewshot,
+    "fact_qa": _fact_qa,
+}
+
+
+def make_items(task: str, n: int, length: int, seed: int = 0, tokenizer=None) -> list[Item]:
+    """`n` items of `task` with prompts of about `length` tokens; the same arguments give the same items."""
+    if task not in _BUILDERS:
+        raise ValueError(f"unknown builtin task {task!r}; choose from {', '.join(TASKS)}")
+    if length < 64:
+        raise ValueError(f"length {length} is too short for a long-context task (at least 64 tokens)")
+    count = token_counter(tokenizer)
+    return [_BUILDERS[task](random.Random(f"{seed}/{task}/{length}/{i}"), length, count) for i in range(n)]
+
+
+def make_suite(n: int, length: int, seed: int = 0, tokenizer=None, tasks: Sequence[str] = TASKS) -> dict[str, list[Item]]:
+    return {task: make_items(task, n, length, seed, tokenizer) for task in tasks}

@@ -1,0 +1,93 @@
+"""Full-cache scores of a model on the built-in suite: checks that the prompt formats work.
+
+    python -m eval.lm calibrate --lengths 1000,2000 --n 20 --out eval/lm/CALIBRATION.md
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from eval.lm import builtin_tasks as bt
+from eval.lm.atomic import write_text_atomic
+
+
+def generate(model, tokenizer, text: str, max_new_tokens: int) -> tuple[str, int]:
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.eos_token_id)
+    n_prompt = inputs.input_ids.shape[1]
+    return tokenizer.decode(out[0, n_prompt:], skip_special_tokens=True), n_prompt
+
+
+def evaluate(model, tokenizer, items: list[bt.Item], chat: bool, log=None) -> dict:
+    scores, lengths, chances = [], [], []
+    for item in items:
+        text = bt.render(item, tokenizer, chat=chat)
+        prediction, n_prompt = generate(model, tokenizer, text, bt.MAX_NEW_TOKENS[item.task])
+        scores.append(bt.score_item(item, prediction))
+        lengths.append(n_prompt)
+        chances.append(item.chance)
+        if log:
+            log(f"  {item.task} chat={chat} len={n_prompt} answer={item.answers[0]!r} "
+                f"pred={prediction!r} score={scores[-1]:.0f}")
+    n = len(items)
+    return {"score": 100 * sum(scores) / n, "chance": 100 * sum(chances) / n, "tokens": sum(lengths) / n}
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["| task | length | format | prompt tokens (mean) | full-cache score | chance |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['length']} | {'chat' if r['chat'] else 'plain'} | {r['tokens']:.0f} | "
+                     f"{r['score']:.1f} | {r['chance']:.1f} |")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from adapters.loading import load_model
+
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_model(args.model)
+    lengths = [int(x) for x in args.lengths.split(",")]
+    tasks = args.tasks.split(",") if args.tasks else list(bt.TASKS)
+    formats = {"default": None, "plain": [False], "chat": [True], "both": [False, True]}[args.formats]
+    rows = []
+    started = time.time()
+    log = print if args.verbose else None
+    for length in lengths:
+        for task in tasks:
+            items = bt.make_items(task, args.n, length, seed=args.seed, tokenizer=tokenizer)
+            for chat in formats or [bt.DEFAULT_CHAT[task]]:
+                result = evaluate(model, tokenizer, items, chat, log)
+                rows.append({"task": task, "length": length, "chat": chat, **result})
+                print(f"{task:24s} len={length:5d} {'chat' if chat else 'plain':5s} "
+                      f"score={result['score']:5.1f} chance={result['chance']:4.1f} "
+                      f"tokens={result['tokens']:.0f} [{time.time() - started:.0f}s]", flush=True)
+    table = format_table(rows)
+    print(table)
+    if args.out:
+        command = (f"python -m eval.lm calibrate --model {args.model} --lengths {args.lengths} --n {args.n} "
+                   f"--seed {args.seed} --formats {args.formats}" + (f" --tasks {args.tasks}" if args.tasks else "")
+                   + f" --out {args.out}")
+        text = (f"# Built-in suite: full-cache calibration\n\nModel `{args.model}`, greedy decoding, full KV cache, "
+                f"{args.n} items per task and length, seed {args.seed}. Scores are percent correct; chance is the "
+                f"score of a uniform guess among the candidate answers present in the context (0 for the free-form "
+                f"passkey).\n\nReproduce with:\n\n    {command}\n\n{table}\n")
+        write_text_atomic(Path(args.out), text)
+    return 0
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--lengths", default="1000,2000", help="comma-separated prompt lengths in tokens")
+    parser.add_argument("--n", type=int, default=20, help="items per task and length")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tasks", default="", help="comma-separated subset of: " + ", ".join(bt.TASKS))
+    parser.add_argument("--formats", choices=["default", "plain", "chat", "both"], default="default",
+                        help="prompt format: the calibrated default per task, plain text, chat template, or both")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default="", help="write the table as markdown here")
+    parser.add_argument("--verbose", action="store_true", help="print every prediction")

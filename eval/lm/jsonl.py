@@ -1,0 +1,36 @@
+"""Read JSON-lines files with errors that name the file, the line and the field."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator, Sequence
+
+
+class DataError(ValueError):
+    """A benchmark or prediction file is missing or malformed."""
+
+
+def read_jsonl(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, record) for each non-blank line; check that `required` fields are present."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{number}: not valid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            for field in required:
+                if field not in record:
+                    raise DataError(f"{path}:{number}: missing field '{field}'")
+            yield number, record
+
+
+def expect_type(path: Path, number: int, record: dict, field: str, types, what: str) -> None:
+    if not isinstance(record[field], types):
+        raise DataError(f"{path}:{number}: field '{field}' must be {what}, got {type(record[field]).__name__}")

@@ -1,0 +1,106 @@
+"""`python -m eval.lm score --benchmark B PRED_DIR --out FILE`: score prediction files like the official scripts.
+
+LongBench / ChouBun: PRED_DIR/<task>.jsonl with {pred, answers, all_classes[, length]} per line.
+InfiniteBench: PRED_DIR/preds_<task>.jsonl with {id, prediction, ground_truth} (or pred / label).
+Writes {task: score} (percent, 2 decimals) as JSON atomically and prints a table.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from eval.lm import choubun_metrics, infinitebench_metrics, longbench_metrics
+from eval.lm.atomic import write_json_atomic
+from eval.lm.jsonl import DataError, expect_type, read_jsonl
+
+
+def _longbench_task_files(pred_dir: Path, tasks) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(pred_dir.glob("*.jsonl")) if p.stem in tasks}
+
+
+def score_longbench_dir(pred_dir: Path, benchmark: str = "longbench") -> dict[str, float]:
+    module = longbench_metrics if benchmark == "longbench" else choubun_metrics
+    files = _longbench_task_files(pred_dir, module.TASKS)
+    if not files:
+        raise DataError(f"{pred_dir}: no prediction files named <task>.jsonl for any {benchmark} task")
+    scores = {}
+    for task, path in files.items():
+        predictions, answers, all_classes = [], [], None
+        for number, record in read_jsonl(path, ("pred", "answers")):
+            expect_type(path, number, record, "pred", str, "a string")
+            expect_type(path, number, record, "answers", list, "a list of strings")
+            predictions.append(record["pred"])
+            answers.append(record["answers"])
+            all_classes = record.get("all_classes")  # the official eval.py keeps the last line's classes
+        if not predictions:
+            raise DataError(f"{path}: no predictions")
+        if benchmark == "longbench":
+            scores[task] = longbench_metrics.task_score(task, predictions, answers, all_classes)
+        else:
+            scores[task] = choubun_metrics.task_score(task, predictions, answers)
+    return scores
+
+
+def score_infinitebench_dir(pred_dir: Path, model_name: str | None = None) -> dict[str, float]:
+    model_name = model_name if model_name is not None else pred_dir.name
+    scores = {}
+    for task in infinitebench_metrics.TASKS:
+        path = pred_dir / f"preds_{task}.jsonl"
+        if not path.is_file():
+            continue
+        predictions, labels = [], []
+        for number, record in read_jsonl(path):
+            pred_key = next((k for k in ("prediction", "pred") if k in record), None)
+            label_key = next((k for k in ("ground_truth", "label") if k in record), None)
+            if pred_key is None:
+                raise DataError(f"{path}:{number}: missing field 'prediction'")
+            if label_key is None:
+                raise DataError(f"{path}:{number}: missing field 'ground_truth'")
+            expect_type(path, number, record, pred_key, str, "a string")
+            predictions.append(record[pred_key])
+            labels.append(record[label_key])
+        if not predictions:
+            raise DataError(f"{path}: no predictions")
+        try:
+            scores[task] = round(infinitebench_metrics.task_score(task, predictions, labels, model_name), 2)
+        except (TypeError, IndexError, KeyError) as e:
+            raise DataError(f"{path}: cannot score a label: {e}") from None
+    if not scores:
+        raise DataError(f"{pred_dir}: no prediction files named preds_<task>.jsonl")
+    return scores
+
+
+def score_dir(benchmark: str, pred_dir: Path, model_name: str | None = None) -> dict[str, float]:
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise DataError(f"{pred_dir}: prediction folder not found")
+    if benchmark == "infinitebench":
+        return score_infinitebench_dir(pred_dir, model_name)
+    return score_longbench_dir(pred_dir, benchmark)
+
+
+def format_table(scores: dict[str, float]) -> str:
+    width = max(len("task"), *(len(t) for t in scores))
+    lines = [f"{'task':<{width}}  score", f"{'-' * width}  ------"]
+    lines += [f"{task:<{width}}  {value:6.2f}" for task, value in scores.items()]
+    if scores:
+        lines.append(f"{'average':<{width}}  {sum(scores.values()) / len(scores):6.2f}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--benchmark", required=True, choices=["longbench", "infinitebench", "choubun"])
+    parser.add_argument("pred_dir", type=Path, help="folder of prediction files")
+    parser.add_argument("--out", type=Path, required=True, help="JSON file for {task: score}")
+    parser.add_argument("--model-name", default=None,
+                        help="InfiniteBench only: model name given to the scorers (gpt4 changes math_calc); "
+                             "default: the folder's name, as in the official layout")
+
+
+def run(args) -> int:
+    try:
+        scores = score_dir(args.benchmark, args.pred_dir, args.model_name)
+    except DataError as e:
+        raise SystemExit(f"error: {e}")
+    write_json_atomic(args.out, scores)
+    print(format_table(scores))
+    return 0

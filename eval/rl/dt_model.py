@@ -1,0 +1,111 @@
+"""Load a Decision Transformer checkpoint together with what is needed to run it.
+
+A checkpoint folder holds HF `save_pretrained` files (config.json, model.safetensors) and,
+for checkpoints made by zoo.dt.train, `dt_meta.json` with state_mean, state_std, scale,
+target_return, env and context length. HF-format DT checkpoints from elsewhere (no
+dt_meta.json) load too; pass what they lack (state_mean/state_std, env, target_return) as
+keyword arguments, otherwise states are left unnormalised and the env's usual target from the
+HF example is used.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DecisionTransformerModel
+
+from .envs import canonical_env
+
+META_FILE = "dt_meta.json"
+DEFAULT_SCALE = 1000.0
+DEFAULT_CONTEXT = 20
+# Target returns of the HF Decision Transformer example / DT paper.
+DEFAULT_TARGETS = {"hopper": 3600.0, "walker2d": 5000.0, "halfcheetah": 12000.0, "ant": 6000.0}
+
+
+@dataclass
+class DTBundle:
+    model: DecisionTransformerModel
+    state_mean: np.ndarray
+    state_std: np.ndarray
+    scale: float = DEFAULT_SCALE
+    target_return: float | None = None
+    env: str | None = None
+    context: int = DEFAULT_CONTEXT
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def state_dim(self) -> int:
+        return self.model.config.state_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.model.config.act_dim
+
+    @property
+    def max_ep_len(self) -> int:
+        return self.model.config.max_ep_len
+
+
+def load_dt(path, device: str | torch.device = "cpu", **overrides) -> DTBundle:
+    """Load a DT folder; keyword overrides (state_mean, state_std, scale, target_return, env,
+    context) win over dt_meta.json."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path / 'config.json'}: not a Decision Transformer checkpoint folder")
+    model = DecisionTransformerModel.from_pretrained(path).to(device).eval()
+    meta = {}
+    if (path / META_FILE).is_file():
+        meta = json.loads((path / META_FILE).read_text())
+    meta.update({k: v for k, v in overrides.items() if v is not None})
+    sd = model.config.state_dim
+    if "state_mean" not in meta or "state_std" not in meta:
+        warnings.warn(f"{path}: no state_mean/state_std ({META_FILE} missing or incomplete); "
+                      "states are fed unnormalised")
+    mean = np.asarray(meta.get("state_mean", np.zeros(sd)), dtype=np.float32).reshape(sd)
+    std = np.asarray(meta.get("state_std", np.ones(sd)), dtype=np.float32).reshape(sd)
+    env = canonical_env(meta["env"]) if meta.get("env") else None
+    target = meta.get("target_return")
+    if target is None and env is not None:
+        target = DEFAULT_TARGETS[env]
+    return DTBundle(model=model, state_mean=mean, state_std=std,
+                    scale=float(meta.get("scale", DEFAULT_SCALE)),
+                    target_return=None if target is None else float(target), env=env,
+                    context=int(meta.get("context", DEFAULT_CONTEXT)), meta=meta)
+
+
+def _atomic_write_text(path: Path, text: str):
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_dt(model: DecisionTransformerModel, path, meta: dict) -> Path:
+    """save_pretrained (safetensors) + dt_meta.json, swapped into place as a whole folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent))
+    model.save_pretrained(tmp, safe_serialization=True)
+    _atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1) + "\n")
+    old = None
+    if path.exists():
+        old = path.with_name(path.name + ".old")
+        if old.exists():
+            _rmtree(old)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        _rmtree(old)
+    return path
+
+
+def _rmtree(p: Path):
+    import shutil
+    shutil.rmtree(p)

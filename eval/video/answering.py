@@ -1,0 +1,50 @@
+"""Run a video model over benchmark items: decode frames, ask, score. Missing videos are counted.
+
+`reply_fn(frames, item)` returns the model's reply text; for MLVU it is the text generated after
+the answer prefix "Best option:(", for LongVideoBench the full reply. The model (and any memory
+policy around it) lives entirely in `reply_fn`.
+"""
+from __future__ import annotations
+
+import random
+from typing import Callable
+
+import numpy as np
+
+from . import longvideobench as lvb
+from . import mlvu
+from .frames import DecodeStats
+
+
+def run_mlvu(items: list[mlvu.MLVUItem], reply_fn: Callable[[np.ndarray, mlvu.MLVUItem], str], n_frames: int,
+             stats: DecodeStats | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
+    rows = []
+    for item in items:
+        try:
+            frames = mlvu.load_frames(item, n_frames, stats)
+        except FileNotFoundError as e:
+            if log:
+                log(f"missing video for {item.id}: {e}")
+            rows.append(mlvu.score(item, None))
+            continue
+        rows.append(mlvu.score(item, reply_fn(frames, item)))
+    return rows
+
+
+def run_lvb(items: list[lvb.LVBItem], reply_fn: Callable[[np.ndarray, list, lvb.LVBItem], str], max_frames: int,
+            with_subtitles: bool = False, seed: int = 0, stats: DecodeStats | None = None,
+            log: Callable[[str], None] | None = None) -> list[dict]:
+    """`reply_fn(frames, parts, item)`: `parts` is the official interleaved input (see longvideobench.prompt_parts)."""
+    rng = random.Random(seed)
+    rows = []
+    for item in items:
+        try:
+            frames, times = lvb.load_frames(item, max_frames, stats)
+        except FileNotFoundError as e:
+            if log:
+                log(f"missing video for {item.id}: {e}")
+            rows.append(lvb.score(item, None, rng))
+            continue
+        parts = lvb.prompt_parts(item, times, with_subtitles)
+        rows.append(lvb.score(item, reply_fn(frames, parts, item), rng))
+    return rows

@@ -1,0 +1,38 @@
+import pytest
+
+from eval.lm import builtin_tasks as bt
+
+
+class CharTokenizer:
+    """About one token per 4 characters, like the default estimate but through the tokenizer path."""
+
+    def __call__(self, text, add_special_tokens=False, **_):
+        return type("Encoding", (), {"input_ids": list(range(max(1, len(text) // 4)))})()
+
+
+@pytest.mark.parametrize("task", bt.TASKS)
+def test_deterministic_sized_and_answer_in_context(task):
+    a = bt.make_items(task, 3, 1000, seed=7)
+    b = bt.make_items(task, 3, 1000, seed=7)
+    c = bt.make_items(task, 3, 1000, seed=8)
+    assert a == b and a != c
+    count = bt.token_counter(None)
+    for item in a:
+        assert 800 <= count(bt.render(item, chat=False)) <= 1250, task
+        assert item.answers and item.answers[0] in item.prompt
+        assert item.chance < 0.5
+        assert bt.score_item(item, " " + item.answers[0] + ".") == 1.0
+        assert bt.score_item(item, " nothing useful") == 0.0
+
+
+def test_length_scales_and_tokenizer_path():
+    tok = CharTokenizer()
+    for length in (500, 2000):
+        item = bt.make_items("fact_qa", 1, length, seed=0, tokenizer=tok)[0]
+        assert 0.8 * length <= len(tok(item.prompt).input_ids) <= 1.2 * length
+
+
+def test_first_option_rejects_listing_every_option():
+    item = bt.make_items("multikey_niah", 1, 300, seed=0)[0]
+    wrong_first = [v for v in item.options if v not in item.answers][0]
+    assert bt.score_item(item, f"{wrong_first} or {item.answers[0]}") == 0.0

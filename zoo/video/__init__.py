@@ -1,0 +1,13 @@
+"""A built-in, generated long-video benchmark and a tiny LLaVA-NeXT-Video trained on it.
+
+Modules:
+  render        draw coloured shapes into frames (numpy)
+  scenes        random videos (segment sequences) and their questions
+  mp4           write frames as an mp4 with PyAV
+  make_builtin  CLI: write the benchmark (MLVU annotation format) to a folder
+  tokenizer     word-level tokenizer
+  processor     frames + prompt -> model inputs (no torchvision)
+  model         the tiny model's config, `load_video_model(path)`
+  train         CLI: train the tiny model on the training split
+  evaluate      CLI: full-cache accuracy on a split
+"""

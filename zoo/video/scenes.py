@@ -1,0 +1,136 @@
+"""Random generated videos and their multiple-choice questions (MLVU record format).
+
+A video is a sequence of segments (default 32 x 4 frames). Each segment is empty (black) or shows
+one shape in one colour. Adjacent segments never show the same colour, so every run of a colour
+is one appearance. Four question types, each answerable from one sampled frame per segment:
+  needle      "What colour is the <shape>?"             (that shape appears exactly once)
+  count       "How many times does a <colour> shape appear?"
+  order       "What appears right after the <colour> <shape>?"  (target appears once)
+  first_last  "What colour is the shape at the beginning/end of the video?"
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from .render import COLOURS, SHAPES
+
+TASKS = ("needle", "count", "order", "first_last")
+TASK_FILES = {t: f"{i + 1}_{t}.json" for i, t in enumerate(TASKS)}
+COLOUR_NAMES = tuple(COLOURS)
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+@dataclass
+class VideoSpec:
+    name: str
+    segments: list[tuple[str, str] | None]  # (shape, colour) or None
+    frames_per_segment: int
+    fps: int
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.segments) * self.frames_per_segment
+
+    @property
+    def duration(self) -> float:
+        return self.n_frames / self.fps
+
+
+def random_segments(rng: random.Random, n: int, p_empty: float = 0.25) -> list[tuple[str, str] | None]:
+    """Segments drawn from all shapes but one; that one (the needle) then replaces one shape."""
+    needle = rng.choice(SHAPES)
+    common = [sh for sh in SHAPES if sh != needle]
+    segs: list[tuple[str, str] | None] = []
+    prev_colour = None
+    for _ in range(n):
+        if rng.random() < p_empty:
+            segs.append(None)
+            prev_colour = None
+            continue
+        colour = rng.choice([c for c in COLOUR_NAMES if c != prev_colour])
+        segs.append((rng.choice(common), colour))
+        prev_colour = colour
+    filled = [i for i, s in enumerate(segs) if s]
+    if filled:
+        i = rng.choice(filled)
+        segs[i] = (needle, segs[i][1])
+    return segs
+
+
+def _obj(o: tuple[str, str]) -> str:
+    return f"{o[1]} {o[0]}"
+
+
+def _record(spec: VideoSpec, task: str, question: str, answer: str, distractors: list[str], rng: random.Random) -> dict:
+    cands = [answer] + distractors[:3]
+    rng.shuffle(cands)
+    return {
+        "video": spec.name,
+        "duration": spec.duration,
+        "question": question,
+        "candidates": cands,
+        "answer": answer,
+        "question_type": task,
+    }
+
+
+def _needle(spec: VideoSpec, rng: random.Random) -> dict | None:
+    shapes = [s[0] for s in spec.segments if s]
+    once = [sh for sh in SHAPES if shapes.count(sh) == 1]
+    if not once:
+        return None
+    shape = rng.choice(once)
+    colour = next(s[1] for s in spec.segments if s and s[0] == shape)
+    others = rng.sample([c for c in COLOUR_NAMES if c != colour], 3)
+    return _record(spec, "needle", f"What colour is the {shape}?", colour, others, rng)
+
+
+def _count(spec: VideoSpec, rng: random.Random) -> dict | None:
+    colour = rng.choice(COLOUR_NAMES)
+    k = sum(1 for s in spec.segments if s and s[1] == colour)
+    if not 1 <= k <= 8:
+        return None
+    others = rng.sample([n for n in range(1, 9) if n != k], 3)
+    return _record(
+        spec, "count", f"How many times does a {colour} shape appear?", str(k), [str(n) for n in others], rng
+    )
+
+
+def _order(spec: VideoSpec, rng: random.Random) -> dict | None:
+    segs = spec.segments
+    objs = [s for s in segs if s]
+    options = [i for i in range(len(segs) - 1) if segs[i] and segs[i + 1] and objs.count(segs[i]) == 1]
+    if not options:
+        return None
+    i = rng.choice(options)
+    answer = _obj(segs[i + 1])
+    pool = sorted({_obj(o) for o in objs} - {answer, _obj(segs[i])})
+    rng.shuffle(pool)
+    while len(pool) < 3:
+        extra = _obj((rng.choice(SHAPES), rng.choice(COLOUR_NAMES)))
+        if extra not in pool and extra not in (answer, _obj(segs[i])):
+            pool.append(extra)
+    return _record(spec, "order", f"What appears right after the {_obj(segs[i])}?", answer, pool[:3], rng)
+
+
+def _first_last(spec: VideoSpec, rng: random.Random) -> dict | None:
+    which = rng.choice(("beginning", "end"))
+    seg = spec.segments[0] if which == "beginning" else spec.segments[-1]
+    if seg is None:
+        return None
+    others = rng.sample([c for c in COLOUR_NAMES if c != seg[1]], 3)
+    return _record(spec, "first_last", f"What colour is the shape at the {which} of the video?", seg[1], others, rng)
+
+
+MAKERS = {"needle": _needle, "count": _count, "order": _order, "first_last": _first_last}
+
+
+def make_video(rng: random.Random, name: str, n_segments: int, frames_per_segment: int, fps: int) -> tuple[VideoSpec, dict[str, dict]]:
+    """A video whose segments allow a question of every type (resampled until they do)."""
+    for _ in range(1000):
+        spec = VideoSpec(name, random_segments(rng, n_segments), frames_per_segment, fps)
+        questions = {t: MAKERS[t](spec, rng) for t in TASKS}
+        if all(q is not None for q in questions.values()):
+            return spec, questions
+    raise RuntimeError("could not generate a video that supports every question type")
