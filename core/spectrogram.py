@@ -28,8 +28,10 @@ class StreamingSpectrogram:
         window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)
         k = torch.arange(self.n_freq, dtype=torch.float64)
         angle = 2 * math.pi * n[:, None] * k[None, :] / n_fft
-        self._cos = (window[:, None] * torch.cos(angle)).float()
-        self._sin = (window[:, None] * -torch.sin(angle)).float()
+        # Windowed DFT as one real matrix [n_fft, 2 * n_freq]: real parts, then imaginary parts.
+        dft = torch.cat([window[:, None] * torch.cos(angle), window[:, None] * -torch.sin(angle)], dim=1)
+        # A frame is two consecutive hops: split the matrix into the part for each half.
+        self._first_half, self._second_half = dft[:hop].float(), dft[hop:].float()
 
     def init_state(self, state: dict, batch: int, heads: int, tokens: int, device, dtype=torch.float32) -> None:
         if BUFFER not in state:
@@ -37,11 +39,12 @@ class StreamingSpectrogram:
             state[EMA] = torch.zeros(batch, heads, tokens, self.n_freq, device=device, dtype=dtype)
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
-        """Magnitudes [..., F, n_freq] of every complete frame of `samples` [..., T]."""
-        windows = samples.unfold(-1, self.n_fft, self.hop)
-        cos, sin = self._cos.to(samples.device), self._sin.to(samples.device)
-        real = windows @ cos
-        imag = windows @ sin
+        """Magnitudes [..., F, n_freq] of every complete frame of `samples` [..., T], T = hop * (F + 1)."""
+        hops = samples.reshape(*samples.shape[:-1], -1, self.hop)
+        first = hops[..., :-1, :] @ self._first_half.to(samples.device)
+        second = hops[..., 1:, :] @ self._second_half.to(samples.device)
+        spectrum = first + second
+        real, imag = spectrum[..., : self.n_freq], spectrum[..., self.n_freq :]
         return torch.sqrt(real * real + imag * imag)
 
     def observe(self, state: dict, columns: torch.Tensor) -> None:

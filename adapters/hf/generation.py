@@ -2,6 +2,7 @@
 token at a time, with a memory policy attached throughout."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +18,8 @@ class Generation:
     kept_tokens: list[int]  # per layer, at the end
     logits: list[torch.Tensor] = field(default_factory=list)  # [B, vocab] per new token, if asked
     mean_decode_fraction: float = 1.0  # cache fraction averaged over decoding steps
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0  # every forward after the prompt
 
 
 @torch.no_grad()
@@ -30,12 +33,14 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     input_ids = input_ids.to(device)
     with attach(model, policy, observe_rows=observe_rows) as session:
         cache = session.new_cache()
+        started = time.perf_counter()
         n_prompt = input_ids.shape[1]
         for start in range(0, n_prompt, prefill_chunk):
             chunk = input_ids[:, start : start + prefill_chunk]
             session.prompt_final = start + prefill_chunk >= n_prompt
             logits = _forward(model, chunk, cache, start)
         session.prompt_final = None
+        prefilled = time.perf_counter()
         tokens, kept_logits, fractions = [], [], []
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
         for step in range(max_new_tokens):
@@ -48,10 +53,12 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
                 break
             logits = _forward(model, next_token.unsqueeze(1), cache, n_prompt + step)
             fractions.append(cache.fraction())
+        finished_at = time.perf_counter()
     rows = torch.stack(tokens, dim=1).tolist() if tokens else [[] for _ in range(input_ids.shape[0])]
     rows = [_cut_at_eos(r, eos) for r in rows]
     return Generation(rows, cache.fraction(), cache.kept_tokens(), kept_logits,
-                      sum(fractions) / len(fractions) if fractions else cache.fraction())
+                      sum(fractions) / len(fractions) if fractions else cache.fraction(),
+                      prefilled - started, finished_at - prefilled)
 
 
 def _forward(model, chunk, cache, start):

@@ -1,0 +1,87 @@
+"""A short language demo on the embedded model: every memory policy on a few generated
+long-context items, one table of score, cache fraction and speed.
+
+    python -m eval.demo [--length 1000] [--n 3] [--budget 0.5] [--ckpt checkpoints/namm-smollm2]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from adapters.hf import greedy_generate
+from adapters.loading import load_model
+from core.policies import make_policy
+from eval.lm import builtin_tasks
+
+DEFAULT_POLICIES = "full,namm,h2o,l2,recency,tova,snapkv,random"
+SHIPPED_NAMM = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-smollm2"
+
+
+def build_policy(name: str, budget: float, ckpt: str | None, n_up: int):
+    if name == "namm":
+        return make_policy("namm", ckpt=ckpt or "zeros")
+    if name == "full":
+        return make_policy("full")
+    return make_policy(name, budget=budget, n_up=n_up, update_at_prompt_end=True)
+
+
+def run(args) -> list[dict]:
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_model(args.model)
+    ckpt = args.ckpt or (str(SHIPPED_NAMM) if SHIPPED_NAMM.is_dir() else None)
+    items = [(task, item) for task in args.tasks.split(",")
+             for item in builtin_tasks.make_items(task, args.n, args.length, seed=args.seed, tokenizer=tokenizer)]
+    prompts = [tokenizer(builtin_tasks.render(item, tokenizer), return_tensors="pt").input_ids for _, item in items]
+    rows = []
+    policies = args.policies.split(",")
+    progress = tqdm(total=len(policies) * len(items), desc="demo", unit="item")
+    for name in policies:
+        scores, fractions, prefill_s, decode_s, n_decoded = [], [], 0.0, 0.0, 0
+        for (task, item), ids in zip(items, prompts):
+            policy = build_policy(name, args.budget, ckpt, args.n_up)
+            out = greedy_generate(model, ids, policy, max_new_tokens=builtin_tasks.MAX_NEW_TOKENS[task],
+                                  eos_token_id=tokenizer.eos_token_id)
+            prefill_s += out.prefill_seconds
+            decode_s += out.decode_seconds
+            n_decoded += max(0, len(out.tokens[0]) - 1)
+            scores.append(builtin_tasks.score_item(item, tokenizer.decode(out.tokens[0], skip_special_tokens=True)))
+            fractions.append(out.cache_fraction)
+            progress.update()
+        rows.append({"policy": name, "score": 100 * sum(scores) / len(scores),
+                     "cache": sum(fractions) / len(fractions), "prefill_s": prefill_s / len(items),
+                     "decode_tok_s": n_decoded / decode_s if decode_s > 0 else float("nan")})
+    progress.close()
+    return rows
+
+
+def print_table(rows, args) -> None:
+    print(f"\n{args.model}, tasks {args.tasks}, ~{args.length} tokens, {args.n} items per task, "
+          f"baselines at {args.budget:.0%} budget")
+    print(f"{'policy':<10}{'score':>8}{'cache':>8}{'prefill s':>11}{'decode tok/s':>14}")
+    for r in rows:
+        print(f"{r['policy']:<10}{r['score']:>8.1f}{r['cache']:>8.2f}{r['prefill_s']:>11.2f}{r['decode_tok_s']:>14.1f}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m eval.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--tasks", default="passkey,kv_retrieval")
+    parser.add_argument("--policies", default=DEFAULT_POLICIES)
+    parser.add_argument("--length", type=int, default=1000, help="prompt length in tokens")
+    parser.add_argument("--n", type=int, default=3, help="items per task")
+    parser.add_argument("--budget", type=float, default=0.5, help="baselines' cache budget (fraction)")
+    parser.add_argument("--n-up", type=int, default=512, help="baselines' update interval in tokens")
+    parser.add_argument("--ckpt", default=None, help="NAMM checkpoint folder (default: the shipped one, "
+                                                     "else the all-zero NAMM)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    print_table(run(args), args)
+
+
+if __name__ == "__main__":
+    main()
