@@ -101,9 +101,9 @@ class NAMM(MemoryPolicy):
 
     # --- the policy interface ---
     def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
-        b, h, _, p = probs.shape
-        self.spectrogram.init_state(mem.state, b, h, p, probs.device)
-        self.spectrogram.observe(mem.state, probs.transpose(-1, -2))
+        b, h = probs.shape[:2]
+        self.spectrogram.init_state(mem.state, b, h, mem.observed, probs.device)
+        self.spectrogram.observe(mem.state, probs)
 
     def features(self, mem: LayerMemory) -> torch.Tensor:
         """[B, H, P, n_features] = [age embedding | normalised spectrogram EMA]."""

@@ -25,13 +25,7 @@ class StreamingSpectrogram:
         self.n_freq = n_fft // 2 + 1
         self.frame_decay = gamma**hop
         n = torch.arange(n_fft, dtype=torch.float64)
-        window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)
-        k = torch.arange(self.n_freq, dtype=torch.float64)
-        angle = 2 * math.pi * n[:, None] * k[None, :] / n_fft
-        # Windowed DFT as one real matrix [n_fft, 2 * n_freq]: real parts, then imaginary parts.
-        dft = torch.cat([window[:, None] * torch.cos(angle), window[:, None] * -torch.sin(angle)], dim=1)
-        # A frame is two consecutive hops: split the matrix into the part for each half.
-        self._first_half, self._second_half = dft[:hop].float(), dft[hop:].float()
+        self._window = (0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)).float()
 
     def init_state(self, state: dict, batch: int, heads: int, tokens: int, device, dtype=torch.float32) -> None:
         if BUFFER not in state:
@@ -39,23 +33,26 @@ class StreamingSpectrogram:
             state[EMA] = torch.zeros(batch, heads, tokens, self.n_freq, device=device, dtype=dtype)
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
-        """Magnitudes [..., F, n_freq] of every complete frame of `samples` [..., T], T = hop * (F + 1)."""
-        hops = samples.reshape(*samples.shape[:-1], -1, self.hop)
-        first = hops[..., :-1, :] @ self._first_half.to(samples.device)
-        second = hops[..., 1:, :] @ self._second_half.to(samples.device)
-        spectrum = first + second
-        real, imag = spectrum[..., : self.n_freq], spectrum[..., self.n_freq :]
-        return torch.sqrt(real * real + imag * imag)
+        """Magnitudes [..., F, n_freq] of every complete frame of `samples` [..., T]."""
+        windowed = samples.unfold(-1, self.n_fft, self.hop) * self._window.to(samples.device)
+        spectrum = torch.fft.rfft(windowed)
+        return torch.hypot(spectrum.real, spectrum.imag)
 
-    def observe(self, state: dict, columns: torch.Tensor) -> None:
-        """Fold attention rows into the state. `columns` [B, H, P, rows]: key-major attention."""
-        samples = torch.cat([state[BUFFER], columns.to(state[BUFFER].dtype)], dim=-1)
+    def observe(self, state: dict, probs: torch.Tensor) -> None:
+        """Fold attention rows into the state. `probs` [B, H, rows, V]: the rows' attention over the
+        first V observed tokens; tokens after V (not yet visible to these rows) receive zeros."""
+        buffer = state[BUFFER]
+        b, h, p, kept = buffer.shape
+        rows, visible = probs.shape[2], probs.shape[3]
+        samples = buffer.new_empty(b, h, p, kept + rows)
+        samples[..., :kept] = buffer
+        samples[:, :, :visible, kept:] = probs.transpose(-1, -2)
+        samples[:, :, visible:, kept:] = 0.0
         n_frames = (samples.shape[-1] - self.n_fft) // self.hop + 1
         if n_frames <= 0:
             state[BUFFER] = samples
             return
-        used = samples[..., : (n_frames - 1) * self.hop + self.n_fft]
-        mags = self.frames(used)  # [B, H, P, F, n_freq]
+        mags = self.frames(samples)  # [B, H, P, F, n_freq]
         a = self.frame_decay
         powers = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64, device=samples.device)
         weights = ((1 - a) * a**powers).to(mags.dtype)

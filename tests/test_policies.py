@@ -122,3 +122,13 @@ def test_budget_larger_than_the_model_context_is_refused():
 def test_unknown_policy_name():
     with pytest.raises(ValueError, match="unknown policy"):
         make_policy("lru")
+
+
+def test_observers_accept_rows_that_see_only_part_of_the_memory():
+    """Inside a prompt chunk, early rows see fewer tokens than the memory holds."""
+    for policy in (H2O(budget=2), TOVA(budget=2), SnapKV(budget=2, window=1, kernel=1)):
+        mem = memory(6)
+        probs = torch.zeros(1, 1, 1, 4)
+        probs[..., 1] = 1.0
+        policy.observe(mem, probs, rows_left=0)
+        assert kept(policy, mem) == [[1, 5]], policy

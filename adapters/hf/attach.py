@@ -20,6 +20,8 @@ class MemorySession:
         self.cache: MemoryCache | None = None
         self.prompt_final: bool | None = None  # None: every multi-token forward ends a prompt
         self.n_updates = 0
+        self.observe_seconds = 0.0  # attention probabilities + policy.observe
+        self.update_seconds = 0.0  # policy.select + eviction
 
     def new_cache(self) -> MemoryCache:
         return MemoryCache(self.num_layers)

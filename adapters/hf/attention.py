@@ -9,6 +9,8 @@ handed to the policy; nothing of size queries x keys outlives its block.
 """
 from __future__ import annotations
 
+import time
+
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
@@ -43,18 +45,20 @@ def kv_head_probs(query, key, scaling) -> torch.Tensor:
     hkv, k_len = key.shape[1], key.shape[2]
     grouped = query.reshape(b, hkv, hq // hkv, q_len, d)
     logits = torch.matmul(grouped * scaling, key.unsqueeze(2).transpose(-1, -2)).float()
-    mask = causal_mask(q_len, k_len, query.device)
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
+    if q_len > 1:  # only the block of the queries' own keys needs masking
+        future = torch.ones(q_len, q_len, dtype=torch.bool, device=query.device).triu(1)
+        logits[..., k_len - q_len :].masked_fill_(future, float("-inf"))
     return torch.softmax(logits, dim=-1).mean(dim=2)
 
 
 def run_update(session, mem) -> None:
+    started = time.perf_counter()
     keep = session.policy.select(mem)
     if keep is not None:
         mem.evict(keep)
     mem.since_update = 0
     session.n_updates += 1
+    session.update_seconds += time.perf_counter() - started
 
 
 def memory_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -78,6 +82,7 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
         outputs.append(sdpa(segment, keys, values, scaling))
         mem.advance(end - start)
         if policy.observes:
+            started = time.perf_counter()
             until_update = policy.n_up - mem.since_update
             if prompt_ends:
                 until_update = min(until_update, q_len - end)
@@ -85,9 +90,9 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
                 rows = segment[:, :, block : block + session.observe_rows]
                 visible = n_keys - (end - start) + block + rows.shape[2]
                 probs = kv_head_probs(rows, keys[:, :, :visible], scaling)
-                probs = F.pad(probs, (0, n_keys - visible))
                 rows_left = (end - start) - block - rows.shape[2] + until_update
                 policy.observe(mem, probs, rows_left)
+            session.observe_seconds += time.perf_counter() - started
         if mem.since_update >= policy.n_up:
             run_update(session, mem)
         start = end

@@ -20,6 +20,8 @@ class Generation:
     mean_decode_fraction: float = 1.0  # cache fraction averaged over decoding steps
     prefill_seconds: float = 0.0
     decode_seconds: float = 0.0  # every forward after the prompt
+    observe_seconds: float = 0.0  # inside the above: attention probabilities + policy.observe
+    update_seconds: float = 0.0  # inside the above: policy.select + eviction
 
 
 @torch.no_grad()
@@ -58,7 +60,8 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     rows = [_cut_at_eos(r, eos) for r in rows]
     return Generation(rows, cache.fraction(), cache.kept_tokens(), kept_logits,
                       sum(fractions) / len(fractions) if fractions else cache.fraction(),
-                      prefilled - started, finished_at - prefilled)
+                      prefilled - started, finished_at - prefilled, session.observe_seconds,
+                      session.update_seconds)
 
 
 def _forward(model, chunk, cache, start):

@@ -27,7 +27,9 @@ class MemoryPolicy:
         self.update_at_prompt_end = bool(update_at_prompt_end)
 
     def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
-        """`probs` [B, H_kv, rows, P]; `rows_left`: queries still to come before the next update."""
+        """`probs` [B, H_kv, rows, V]: attention of a block of queries over the first V of the P observed
+        tokens (the later ones are invisible to these rows); `rows_left`: queries still to come
+        before the next update."""
 
     def select(self, mem: LayerMemory) -> torch.Tensor | None:
         return None

@@ -16,8 +16,8 @@ class H2O(BudgetPolicy):
 
     def observe(self, mem, probs, rows_left):
         if STATE not in mem.state:
-            mem.state[STATE] = probs.new_zeros(probs.shape[0], probs.shape[1], probs.shape[-1])
-        mem.state[STATE] += probs.sum(dim=2)
+            mem.state[STATE] = probs.new_zeros(probs.shape[0], probs.shape[1], mem.observed)
+        mem.state[STATE][..., : probs.shape[-1]] += probs.sum(dim=2)
 
     def scores(self, mem):
         n_recent = int(self.budget.tokens(mem.processed) * self.recent_ratio)

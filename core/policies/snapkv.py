@@ -18,11 +18,11 @@ class SnapKV(BudgetPolicy):
 
     def observe(self, mem, probs, rows_left):
         if STATE not in mem.state:
-            mem.state[STATE] = probs.new_zeros(probs.shape[0], probs.shape[1], probs.shape[-1])
+            mem.state[STATE] = probs.new_zeros(probs.shape[0], probs.shape[1], mem.observed)
         rows = probs.shape[2]
         first_in_window = max(0, rows + rows_left - self.window)
         if first_in_window < rows:
-            mem.state[STATE] += probs[:, :, first_in_window:].sum(dim=2)
+            mem.state[STATE][..., : probs.shape[-1]] += probs[:, :, first_in_window:].sum(dim=2)
 
     def scores(self, mem):
         observed = mem.state[STATE]

@@ -10,7 +10,9 @@ class TOVA(BudgetPolicy):
     observes = True
 
     def observe(self, mem, probs, rows_left):
-        mem.state[STATE] = probs[:, :, -1, :].clone()
+        last = probs.new_zeros(probs.shape[0], probs.shape[1], mem.observed)
+        last[..., : probs.shape[-1]] = probs[:, :, -1, :]
+        mem.state[STATE] = last
 
     def scores(self, mem):
         return mem.state[STATE]

@@ -1,0 +1,154 @@
+"""Time and peak memory of every memory policy on the embedded model.
+
+For each prompt length: the unmodified model (SDPA, DynamicCache) and, through the memory-aware
+attention, the full cache, each baseline at 50% and 25% budget, the all-zero NAMM (evicts
+nothing: isolates its cost) and a NAMM with random parameters (evicts). Every configuration runs
+in its own process so that peak memory is its own. Prints one table and the ratios to the
+unmodified run measured in the same invocation.
+
+    python -m bench.policy_cost --lengths 1024,2048,4096 --new-tokens 32 --out bench/results/policy_cost.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASELINES = ("recency", "h2o", "l2", "tova", "snapkv", "random")
+
+
+def configs() -> list[str]:
+    names = ["sdpa", "full", "namm-zero", "namm-random"]
+    for budget in ("0.5", "0.25"):
+        names += [f"{b}@{budget}" for b in BASELINES]
+    return names
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_policy(name: str):
+    import torch
+
+    from core.namm import NAMM
+    from core.policies import FullCache, make_policy as build
+
+    if name == "full":
+        return FullCache()
+    if name == "namm-zero":
+        return NAMM.zeros()
+    if name == "namm-random":
+        return NAMM(params=torch.randn(4172, generator=torch.Generator().manual_seed(1)) * 0.3)
+    policy, budget = name.split("@")
+    return build(policy, budget=float(budget))
+
+
+def plain_generate(model, ids, new_tokens, chunk=512):
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for s in range(0, ids.shape[1], chunk):
+            logits = model(input_ids=ids[:, s : s + chunk], cache=cache, use_cache=True, logits_to_keep=1).logits
+        mid = time.perf_counter()
+        for _ in range(new_tokens - 1):
+            token = logits[:, -1].argmax(-1, keepdim=True)
+            logits = model(input_ids=token, cache=cache, use_cache=True, logits_to_keep=1).logits
+    return mid - start, time.perf_counter() - mid
+
+
+def child(name: str, length: int, new_tokens: int, threads: int) -> dict:
+    import torch
+
+    from adapters.hf import greedy_generate
+    from adapters.loading import load_model
+
+    torch.set_num_threads(threads)
+    model, _ = load_model("smollm2")
+    ids = torch.randint(1000, 40000, (1, length), generator=torch.Generator().manual_seed(0))
+    rss_loaded = rss_mib()
+    result = {"config": name, "length": length, "new_tokens": new_tokens}
+    if name == "sdpa":
+        result["prefill_s"], result["decode_s"] = plain_generate(model, ids, new_tokens)
+        result.update(cache_fraction=1.0, observe_s=0.0, update_s=0.0)
+    else:
+        policy = make_policy(name)
+        out = greedy_generate(model, ids, policy, max_new_tokens=new_tokens)
+        result.update(prefill_s=out.prefill_seconds, decode_s=out.decode_seconds,
+                      cache_fraction=out.cache_fraction, observe_s=out.observe_seconds,
+                      update_s=out.update_seconds)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.update(peak_rss_mib=peak, peak_over_loaded_mib=peak - rss_loaded)
+    return result
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", default="1024,2048,4096")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--configs", default=",".join(configs()))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="bench/results/policy_cost.json")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.child, int(args.lengths), args.new_tokens, args.threads)))
+        return
+
+    # Warm the converted-model cache once so no child pays for the conversion.
+    from adapters.loading import resolve
+
+    resolve("smollm2")
+    results = []
+    names = args.configs.split(",")
+    for length in (int(x) for x in args.lengths.split(",")):
+        for name in names:
+            cmd = [sys.executable, "-m", "bench.policy_cost", "--child", name, "--lengths", str(length),
+                   "--new-tokens", str(args.new_tokens), "--threads", str(args.threads)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+            if proc.returncode != 0:
+                sys.exit(f"{name} at {length} tokens failed:\n{proc.stderr[-3000:]}")
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.append(row)
+            print(f"  {length:>5} {name:<14} prefill {row['prefill_s']:.2f}s decode {row['decode_s']:.2f}s "
+                  f"cache {row['cache_fraction']:.2f} peak {row['peak_rss_mib']:.0f} MiB", file=sys.stderr)
+    report(results)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"threads": args.threads, "results": results}, indent=1))
+    os.replace(tmp, out)
+    print(f"\nwrote {out}")
+
+
+def report(results: list[dict]) -> None:
+    print(f"\n{'length':>6} {'config':<14}{'cache':>6}{'prefill s':>10}{'x sdpa':>7}{'decode s':>9}{'x sdpa':>7}"
+          f"{'observe%':>9}{'update%':>8}{'peak MiB':>9}{'x sdpa':>7}{'extra MiB':>10}{'x sdpa':>7}")
+    by_length: dict[int, dict] = {}
+    for r in results:
+        by_length.setdefault(r["length"], {})[r["config"]] = r
+    for length, rows in by_length.items():
+        ref = rows.get("sdpa")
+        for name, r in rows.items():
+            total = r["prefill_s"] + r["decode_s"]
+            ratio = (lambda key: r[key] / ref[key] if ref and ref[key] else float("nan"))
+            print(f"{length:>6} {name:<14}{r['cache_fraction']:>6.2f}{r['prefill_s']:>10.2f}{ratio('prefill_s'):>7.2f}"
+                  f"{r['decode_s']:>9.2f}{ratio('decode_s'):>7.2f}{100 * r['observe_s'] / total:>9.1f}"
+                  f"{100 * r['update_s'] / total:>8.1f}{r['peak_rss_mib']:>9.0f}{ratio('peak_rss_mib'):>7.2f}"
+                  f"{r['peak_over_loaded_mib']:>10.0f}{ratio('peak_over_loaded_mib'):>7.2f}")
+
+
+if __name__ == "__main__":
+    main()
