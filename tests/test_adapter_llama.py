@@ -146,3 +146,17 @@ def test_attach_restores_the_model():
         model(ids)
     assert model.config._attn_implementation == "sdpa"
     assert torch.equal(model(ids).logits, before)
+
+
+def test_normalisation_calibration_freezes_statistics():
+    from adapters.hf.calibration import calibrate_normalisation
+
+    model = tiny_llama()
+    namm = NAMM(NAMMConfig(n_up=32), params=torch.randn(4172))
+    params = namm.params.clone()
+    count = calibrate_normalisation(namm, model, [torch.randint(0, 128, (1, 100)) for _ in range(2)])
+    assert count == 2 * 3 * 2 * (32 + 64 + 96)  # prompts x layers x KV heads x tokens at each update
+    assert torch.equal(namm.params, params)
+    assert (namm.normaliser.mean > 0).all() and (namm.normaliser.var > 0).all()
+    with pytest.raises(RuntimeError, match="shorter than n_up"):
+        calibrate_normalisation(namm, model, [torch.randint(0, 128, (1, 10))])
