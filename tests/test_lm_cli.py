@@ -33,9 +33,3 @@ def test_bad_prediction_line_names_file_and_line(tmp_path):
     (pred / "trec.jsonl").write_text(json.dumps({"answers": ["A"]}) + "\n")
     with pytest.raises(SystemExit, match=r"trec\.jsonl:1: missing field 'pred'"):
         main(["score", "--benchmark", "longbench", str(pred), "--out", str(tmp_path / "x.json")])
-
-
-def test_bare_invocation_says_run_mode_is_not_available(capsys):
-    with pytest.raises(SystemExit):
-        main([])
-    assert "run mode not available yet" in capsys.readouterr().err

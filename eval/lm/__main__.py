@@ -1,16 +1,17 @@
 """Command line: `python -m eval.lm <mode> ...`.
 
 Modes are registered in MODES (name -> (help, add_arguments, run)); add one there to extend the CLI.
-Without a mode, the default `run` mode (policies on tasks) is meant to run; it is not available yet.
+Without a mode name, `run` is assumed: `python -m eval.lm --tasks ... --policies ...`.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from eval.lm import calibrate, score_cli
+from eval.lm import calibrate, run, score_cli
 
 MODES = {
+    "run": ("run memory policies on tasks: table, results JSON and plot", run.add_arguments, run.run),
     "score": ("score existing prediction files like the official eval scripts", score_cli.add_arguments, score_cli.run),
     "calibrate": ("full-cache scores of a model on the built-in suite", calibrate.add_arguments, calibrate.run),
 }
@@ -28,9 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    if not argv or argv[0] not in MODES and argv[0] not in ("-h", "--help"):
-        parser.error("run mode not available yet: the default mode (running memory policies on tasks) "
-                     f"is not implemented; use one of: {', '.join(MODES)}")
+    if not argv or (argv[0] not in MODES and argv[0] not in ("-h", "--help")):
+        argv = ["run", *argv]
     args = parser.parse_args(argv)
     return MODES[args.mode][2](args)
 

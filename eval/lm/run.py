@@ -1,0 +1,239 @@
+"""`python -m eval.lm run`: every memory policy on every task, resumable, with a table, a results
+JSON and a plot of score against cache fraction.
+
+Predictions go to OUT/preds/<policy>/<task>.jsonl one line per item as it finishes, so a killed
+run continues where it stopped. With `--budget matched` the baselines get, per task, the mean
+cache fraction the NAMM reached on the same items (as the paper compares).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from adapters.hf import greedy_generate
+from adapters.loading import load_model
+from core.policies import make_policy
+from eval.lm import builtin_tasks
+from eval.lm.atomic import write_json_atomic
+
+
+@dataclass
+class EvalItem:
+    id: str
+    task: str
+    text: str
+    max_new_tokens: int
+
+
+@dataclass
+class TaskSet:
+    items: list[EvalItem]
+    score: Callable[[str, list[EvalItem], list[str]], float]  # (task, items, predictions) -> 0..100
+
+
+def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
+    items, originals = [], {}
+    for task in tasks:
+        for i, item in enumerate(builtin_tasks.make_items(task, n, length, seed=seed, tokenizer=tokenizer)):
+            key = f"{task}-{length}-{seed}-{i}"
+            originals[key] = item
+            items.append(EvalItem(key, task, builtin_tasks.render(item, tokenizer), builtin_tasks.MAX_NEW_TOKENS[task]))
+
+    def score(task, task_items, predictions):
+        return 100 * sum(builtin_tasks.score_item(originals[it.id], p)
+                         for it, p in zip(task_items, predictions)) / len(task_items)
+
+    return TaskSet(items, score)
+
+
+def benchmark_taskset(benchmark, data_dir, tasks, tokenizer, max_length, limit) -> TaskSet:
+    from eval.lm.loaders import LOADERS
+
+    if benchmark not in LOADERS:
+        raise ValueError(f"unknown benchmark {benchmark!r}; choose from builtin, {', '.join(LOADERS)}")
+    samples = {}
+    items = []
+    for task in tasks:
+        for sample in LOADERS[benchmark](data_dir, task, tokenizer=tokenizer, max_length=max_length, limit=limit):
+            key = f"{task}-{sample.id}"
+            samples[key] = sample
+            items.append(EvalItem(key, task, sample.prompt, sample.max_new_tokens))
+
+    def score(task, task_items, predictions):
+        answers = [samples[it.id].answers for it in task_items]
+        if benchmark == "infinitebench":
+            from eval.lm.infinitebench_metrics import task_score
+            return task_score(task, predictions, answers)
+        if benchmark == "choubun":
+            from eval.lm.choubun_metrics import task_score
+            return task_score(task, predictions, answers)
+        from eval.lm.longbench_metrics import task_score
+        return task_score(task, predictions, answers, samples[task_items[0].id].all_classes)
+
+    return TaskSet(items, score)
+
+
+def read_predictions(path: Path) -> dict[str, dict]:
+    done = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill: that item is recomputed
+            done[row["id"]] = row
+    return done
+
+
+def policy_for(name, budget, ckpt, n_up, prompt_end):
+    if name == "namm":
+        return make_policy("namm", ckpt=ckpt or "zeros")
+    if name == "full":
+        return make_policy("full")
+    return make_policy(name, budget=budget, n_up=n_up, update_at_prompt_end=prompt_end)
+
+
+def run_policies(args) -> dict:
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_model(args.model)
+    tasks = args.tasks.split(",")
+    if args.benchmark == "builtin":
+        taskset = builtin_taskset(tasks, args.n, args.length, args.seed, tokenizer)
+    else:
+        if not args.data_dir:
+            raise SystemExit(f"--benchmark {args.benchmark} needs --data-dir with the official files")
+        taskset = benchmark_taskset(args.benchmark, Path(args.data_dir), tasks, tokenizer, args.max_length, args.n)
+    policies = args.policies.split(",")
+    matched = str(args.budget) == "matched"
+    if matched and "namm" not in policies:
+        raise SystemExit("--budget matched needs the namm policy in --policies")
+    if matched:  # the NAMM first: its cache fractions set the baselines' budgets
+        policies = ["namm"] + [p for p in policies if p != "namm"]
+    out = Path(args.out_dir)
+    results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, "budget": str(args.budget),
+                     "ckpt": args.ckpt, "policies": {}}
+    progress = tqdm(total=len(policies) * len(taskset.items), desc="eval.lm", unit="item")
+    for name in policies:
+        per_task = {}
+        for task in tasks:
+            task_items = [it for it in taskset.items if it.task == task]
+            budget = args.budget
+            if matched and name not in ("namm", "full"):
+                budget = max(1e-3, min(1.0, results["policies"]["namm"][task]["cache_fraction"]))
+            elif not matched:
+                budget = float(budget)
+            path = out / "preds" / name / f"{task}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            done = read_predictions(path)
+            with path.open("a") as sink:
+                for item in task_items:
+                    if item.id not in done:
+                        ids = tokenizer(item.text, return_tensors="pt").input_ids
+                        policy = policy_for(name, budget, args.ckpt, args.n_up, not args.no_prompt_end)
+                        started = time.perf_counter()
+                        gen = greedy_generate(model, ids, policy, max_new_tokens=item.max_new_tokens,
+                                              eos_token_id=tokenizer.eos_token_id)
+                        row = {"id": item.id, "prediction": tokenizer.decode(gen.tokens[0], skip_special_tokens=True),
+                               "cache_fraction": gen.cache_fraction, "prompt_tokens": ids.shape[1],
+                               "seconds": time.perf_counter() - started}
+                        sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        sink.flush()
+                        done[item.id] = row
+                    progress.update()
+            rows = [done[it.id] for it in task_items]
+            per_task[task] = {
+                "score": taskset.score(task, task_items, [r["prediction"] for r in rows]),
+                "cache_fraction": sum(r["cache_fraction"] for r in rows) / len(rows),
+                "seconds_per_item": sum(r["seconds"] for r in rows) / len(rows),
+                "n": len(rows),
+                "budget": budget if name not in ("namm", "full") else None,
+            }
+        results["policies"][name] = per_task
+    progress.close()
+    add_normalised(results)
+    return results
+
+
+def add_normalised(results: dict) -> None:
+    """Mean over tasks of score / full-cache score, as the paper reports."""
+    full = results["policies"].get("full")
+    for name, per_task in results["policies"].items():
+        ratios = [per_task[t]["score"] / full[t]["score"] for t in per_task if full and full[t]["score"] > 0]
+        per_task_values = list(per_task.values())
+        results.setdefault("summary", {})[name] = {
+            "normalised_score": sum(ratios) / len(ratios) if ratios else None,
+            "mean_score": sum(v["score"] for v in per_task_values) / len(per_task_values),
+            "cache_fraction": sum(v["cache_fraction"] for v in per_task_values) / len(per_task_values),
+        }
+
+
+def format_table(results: dict) -> str:
+    tasks = results["tasks"]
+    head = f"{'policy':<10}" + "".join(f"{t[:18]:>20}" for t in tasks) + f"{'mean':>9}{'norm.':>8}{'cache':>7}"
+    lines = [head, f"{'':<10}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
+    for name, per_task in results["policies"].items():
+        s = results["summary"][name]
+        cells = "".join(f"{per_task[t]['score']:>13.1f} / {per_task[t]['cache_fraction']:.2f}" for t in tasks)
+        norm = f"{s['normalised_score']:.3f}" if s["normalised_score"] is not None else "n/a"
+        lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{s['cache_fraction']:>7.2f}")
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    markers = "osD^v<>PX*"
+    for i, (name, s) in enumerate(results["summary"].items()):
+        y = s["normalised_score"] if s["normalised_score"] is not None else s["mean_score"]
+        ax.scatter(s["cache_fraction"], y, s=60, marker=markers[i % len(markers)], alpha=0.8, label=name)
+    ax.legend(fontsize=8, loc="best")
+    has_norm = any(s["normalised_score"] is not None for s in results["summary"].values())
+    ax.set_xlabel("mean cache fraction (kept / processed tokens)")
+    ax.set_ylabel("normalised score (vs full cache)" if has_norm else "mean score")
+    ax.set_title(f"{results['model']} on {results['benchmark']}: {', '.join(results['tasks'])}", fontsize=9)
+    ax.set_xlim(0, 1.05)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", default="smollm2", help="smollm2, a hub name or a local folder")
+    parser.add_argument("--benchmark", default="builtin", help="builtin, longbench, infinitebench or choubun")
+    parser.add_argument("--data-dir", default=None, help="folder with the benchmark's official files")
+    parser.add_argument("--tasks", default="passkey,kv_retrieval")
+    parser.add_argument("--policies", default="full,namm,h2o,l2")
+    parser.add_argument("--ckpt", default=None, help="NAMM checkpoint folder (default: the all-zero NAMM)")
+    parser.add_argument("--budget", default="0.5", help="baselines' budget: a fraction, or 'matched'")
+    parser.add_argument("--n-up", type=int, default=512, help="baselines' update interval in tokens")
+    parser.add_argument("--no-prompt-end", action="store_true",
+                        help="baselines evict only every n_up tokens, not also at the end of the prompt")
+    parser.add_argument("--n", type=int, default=10, help="items per task (builtin), or a limit (benchmarks)")
+    parser.add_argument("--length", type=int, default=1000, help="builtin prompt length in tokens")
+    parser.add_argument("--max-length", type=int, default=None, help="middle-truncate benchmark prompts to this")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", default="runs/lm")
+
+
+def run(args) -> int:
+    results = run_policies(args)
+    out = Path(args.out_dir)
+    write_json_atomic(out / "results.json", results)
+    plot(results, out / "score_vs_cache.png")
+    print(format_table(results))
+    print(f"\nwrote {out / 'results.json'} and {out / 'score_vs_cache.png'}")
+    return 0
