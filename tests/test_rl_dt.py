@@ -13,6 +13,15 @@ SHIPPED = {"hopper": REPO / "checkpoints" / "dt-hopper",
            "walker2d": REPO / "checkpoints" / "dt-walker2d"}
 
 
+@pytest.fixture
+def one_thread():
+    """Per-step calls of a tiny model: extra threads only add sync cost (x30 on a busy CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _shipped(env):
     path = SHIPPED[env]
     if not (path / "model.safetensors").is_file():
@@ -23,7 +32,7 @@ def _shipped(env):
 
 
 @pytest.mark.parametrize("env", ["hopper", "walker2d"])
-def test_shipped_dt_loads_and_rolls_out(env):
+def test_shipped_dt_loads_and_rolls_out(env, one_thread):
     path = _shipped(env)
     assert sum(f.stat().st_size for f in path.iterdir()) < 5 * 2 ** 20
     bundle = load_dt(path)
@@ -55,7 +64,7 @@ def test_foreign_hf_checkpoint_loads_with_overrides(tmp_path):
         load_dt(tmp_path / "nothing")
 
 
-def test_window_action_matches_unpadded_call_for_full_window():
+def test_window_action_matches_unpadded_call_for_full_window(one_thread):
     """With a full K-step history the window call equals a direct model call on it."""
     from eval.rl.rollout import History
     from zoo.dt.train import build_model

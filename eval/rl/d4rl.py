@@ -98,6 +98,7 @@ def write_d4rl_hdf5(path, episodes: list[dict], metadata: dict | None = None) ->
                 f.create_dataset(k, data=v.astype(dtype), compression="gzip", compression_opts=4)
             for k, v in (metadata or {}).items():
                 f.attrs[k] = v
+        os.chmod(tmp, 0o644)  # mkstemp files are private
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -84,6 +84,7 @@ def _atomic_write_text(path: Path, text: str):
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 
@@ -94,6 +95,9 @@ def save_dt(model: DecisionTransformerModel, path, meta: dict) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent))
     model.save_pretrained(tmp, safe_serialization=True)
     _atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1) + "\n")
+    os.chmod(tmp, 0o755)  # mkdtemp/mkstemp create private files; checkpoints are shared
+    for f in tmp.iterdir():
+        os.chmod(f, 0o644)
     old = None
     if path.exists():
         old = path.with_name(path.name + ".old")

@@ -55,10 +55,11 @@ def window_action(bundle: DTBundle, history: History, rows: torch.Tensor, state:
     n = s.shape[1]
     mask = torch.zeros((len(rows), K), dtype=torch.long)
     mask[:, K - n:] = 1
+    dev = bundle.model.device
     _, action_preds, _ = bundle.model(
-        states=_left_pad(s, K), actions=_left_pad(a, K), rewards=_left_pad(r, K),
-        returns_to_go=_left_pad(g, K), timesteps=_left_pad(t, K), attention_mask=mask,
-        return_dict=False)
+        states=_left_pad(s, K).to(dev), actions=_left_pad(a, K).to(dev),
+        rewards=_left_pad(r, K).to(dev), returns_to_go=_left_pad(g, K).to(dev),
+        timesteps=_left_pad(t, K).to(dev), attention_mask=mask.to(dev), return_dict=False)
     return action_preds[:, -1]
 
 
@@ -87,8 +88,7 @@ class RolloutResult:
 
 
 def run_batch(bundle: DTBundle, env_name: str, seeds: list[int], act_fn=window_action,
-              target_return: float | None = None, max_steps: int = MAX_EPISODE_STEPS,
-              device: str = "cpu"):
+              target_return: float | None = None, max_steps: int = MAX_EPISODE_STEPS):
     """One episode in each of len(seeds) environments, stepped in lockstep.
     Returns (returns, lengths, env_steps)."""
     B = len(seeds)

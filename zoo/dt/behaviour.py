@@ -33,6 +33,10 @@ class ARSConfig:
     step_size: float = 0.02      # alpha
     noise: float = 0.03          # nu
     alive_shift: float = 1.0     # subtracted from each training reward (ARS trick for hoppers)
+    # Curriculum: once an evaluation reaches `shift_after_return` (e.g. the walker stands for
+    # the whole episode), the shift becomes `late_alive_shift` so that only progress pays.
+    late_alive_shift: float | None = None
+    shift_after_return: float = 900.0
     # "medium" band: training stops at the first evaluation whose mean return reaches
     # band_low; the evaluated policy closest to the band's middle is kept (training can jump
     # over the band in one iteration).
@@ -50,8 +54,9 @@ DEFAULTS = {
     # "medium" ~ 1/3 to 1/2 of D4RL's expert return (hopper 3234, walker2d 4592).
     "hopper": ARSConfig(directions=8, top=4, step_size=0.02, noise=0.03,
                         band_low=1200.0, band_high=1700.0),
-    "walker2d": ARSConfig(directions=16, top=8, step_size=0.025, noise=0.02,
-                          band_low=1600.0, band_high=2400.0),
+    "walker2d": ARSConfig(directions=16, top=8, step_size=0.02, noise=0.03, alive_shift=0.0,
+                          late_alive_shift=1.0, shift_after_return=900.0,
+                          band_low=1600.0, band_high=2400.0, max_minutes=15.0),
 }
 
 
@@ -74,6 +79,7 @@ def train_ars(env_name: str, cfg: ARSConfig, log=print):
     best = (np.inf, None)  # (distance to the band's middle, policy)
     middle = 0.5 * (cfg.band_low + cfg.band_high)
     episode_seed = cfg.seed * 1_000_003
+    shift = cfg.alive_shift
     t0 = time.time()
     for it in range(1, cfg.max_iters + 1):
         deltas = rng.standard_normal((cfg.directions, act_dim, obs_dim))
@@ -85,7 +91,7 @@ def train_ars(env_name: str, cfg: ARSConfig, log=print):
                 ep = run_episode(env, lambda o: policy.act(o, w), seed=episode_seed)
                 replay.append(ep)
                 stat.push_batch(ep["observations"])
-                rets[k, j] = ep["return"] - cfg.alive_shift * ep["length"]
+                rets[k, j] = ep["return"] - shift * ep["length"]
         order = np.argsort(-rets.max(1))[: cfg.top]
         sigma = rets[order].std() + 1e-8
         theta = theta + cfg.step_size / (cfg.top * sigma) * np.einsum(
@@ -110,6 +116,10 @@ def train_ars(env_name: str, cfg: ARSConfig, log=print):
                     theta.copy(), stat.mean.copy(), stat.std.copy(), policy.low, policy.high))
             if mean >= cfg.band_low:
                 break
+            if cfg.late_alive_shift is not None and mean >= cfg.shift_after_return \
+                    and shift != cfg.late_alive_shift:
+                shift = cfg.late_alive_shift
+                log(f"iteration {it}: alive shift -> {shift}")
         if (time.time() - t0) / 60 > cfg.max_minutes:
             log(f"time budget of {cfg.max_minutes} min reached at iteration {it}")
             break

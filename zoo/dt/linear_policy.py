@@ -58,6 +58,7 @@ class LinearPolicy:
             np.savez(tmp, weights=self.weights, mean=self.mean, std=self.std,
                      bounds=np.array([self.low, self.high]),
                      info=np.array(json.dumps(info or {})))
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
