@@ -3,11 +3,13 @@ from __future__ import annotations
 
 
 def adapter_for(model):
-    from adapters import llama
+    from adapters import decision_transformer, llama
 
+    adapters = (llama, decision_transformer)
     family = getattr(getattr(model, "config", None), "model_type", None)
-    for adapter in (llama,):
+    for adapter in adapters:
         if family in adapter.FAMILIES:
             return adapter
+    supported = [name for adapter in adapters for name in adapter.FAMILIES]
     raise ValueError(f"model family {family!r} ({type(model).__name__}) is not supported; supported: "
-                     f"{', '.join(llama.FAMILIES)}")
+                     f"{', '.join(supported)}")

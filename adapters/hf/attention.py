@@ -51,7 +51,7 @@ def kv_head_probs(query, key, scaling) -> torch.Tensor:
     return torch.softmax(logits, dim=-1).mean(dim=2)
 
 
-def run_update(session, mem) -> None:
+def run_update(session, mem) -> bool:
     started = time.perf_counter()
     keep = session.policy.select(mem)
     if keep is not None:
@@ -59,6 +59,7 @@ def run_update(session, mem) -> None:
     mem.since_update = 0
     session.n_updates += 1
     session.update_seconds += time.perf_counter() - started
+    return keep is not None
 
 
 def memory_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -74,12 +75,19 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
     q_len = query.shape[2]
     prompt_ends = q_len > 1 and policy.update_at_prompt_end and session.prompt_ends_here()
     outputs, start = [], 0
+    # A short forward (a decoding step, a DT step) is computed in one call, as without a policy,
+    # so SDPA rounds exactly as it would unmodified; only rows after an eviction are recomputed.
+    unsplit = sdpa(query, key, value, scaling) if q_len <= policy.n_up else None
+    evicted = False
     while start < q_len:
         end = min(q_len, start + max(1, policy.n_up - mem.since_update))
         n_keys = len(mem) - (q_len - end)  # the tokens after this segment are not visible yet
         keys, values = mem.keys[:, :, :n_keys], mem.values[:, :, :n_keys]
         segment = query[:, :, start:end]
-        outputs.append(sdpa(segment, keys, values, scaling))
+        if unsplit is not None and not evicted:
+            outputs.append(unsplit[:, :, start:end])
+        else:
+            outputs.append(sdpa(segment, keys, values, scaling))
         mem.advance(end - start)
         if policy.observes:
             started = time.perf_counter()
@@ -94,7 +102,7 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
                 policy.observe(mem, probs, rows_left)
             session.observe_seconds += time.perf_counter() - started
         if mem.since_update >= policy.n_up:
-            run_update(session, mem)
+            evicted |= run_update(session, mem)
         start = end
     if prompt_ends and mem.since_update > 0:
         run_update(session, mem)
