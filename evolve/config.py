@@ -1,0 +1,292 @@
+"""The evolution config: a YAML file of settings and incremental stages, validated with errors that
+name the file, the line and the field.
+
+    fitness: lm              # lm (a language model on prompt tasks) or toy (a quadratic, no model)
+    model: smollm2
+    popsize: 8
+    namm: {n_up: 256}
+    stages:
+      - {name: s1, tasks: [passkey], generations: 10, prompts_per_task: 2, prompt_length: 768}
+
+Command-line overrides `key=value` use dotted keys (`stages.0.generations=3`, `namm.n_up=128`);
+values are parsed as YAML.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from evolve.yaml_lines import ConfigError, dotted, load_with_lines
+
+FITNESS_KINDS = ("lm", "toy")
+DATA_SOURCES = ("builtin", "longbench")
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    tasks: tuple[str, ...]
+    generations: int
+    prompts_per_task: int
+    prompt_length: int
+
+
+@dataclass(frozen=True)
+class EvolveConfig:
+    stages: tuple[Stage, ...]
+    fitness: str = "lm"
+    model: str = "smollm2"
+    dtype: str = "float32"
+    device: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+    popsize: int = 32
+    sigma0: float = 0.065
+    elite_ratio: float = 0.5
+    diagonal: bool = True
+    active: bool = False
+    eval_every: int = 10
+    heldout_prompts: int = 4
+    heldout_seed: int = 1_000_003
+    calibration_prompts: int = 4
+    calibration_length: int | None = None
+    data: str = "builtin"
+    data_dir: str | None = None
+    namm: dict = field(default_factory=dict)
+    init_from: str | None = None
+    toy_target: float = 0.05
+
+    @property
+    def total_generations(self) -> int:
+        return sum(s.generations for s in self.stages)
+
+    def stage_at(self, generation: int) -> tuple[int, Stage, int]:
+        """(stage index, stage, generation within the stage) of a global generation index."""
+        start = 0
+        for index, stage in enumerate(self.stages):
+            if generation < start + stage.generations:
+                return index, stage, generation - start
+            start += stage.generations
+        raise IndexError(f"generation {generation} is past the last stage ({self.total_generations} generations)")
+
+    def namm_config(self):
+        from core.namm import NAMMConfig
+
+        return NAMMConfig.from_dict(dict(self.namm), "namm")
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["stages"] = [{**asdict(s), "tasks": list(s.tasks)} for s in self.stages]
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------- loading
+
+def load_config(path, overrides: list[str] | tuple[str, ...] = ()) -> EvolveConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    return parse_config(path.read_text(encoding="utf-8"), str(path), overrides)
+
+
+def parse_config(text: str, source: str, overrides=()) -> EvolveConfig:
+    data, lines = load_with_lines(text, source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the config must be a mapping of settings")
+    where = {key: f"{source}:{line}" for key, line in lines.items()}
+    for text_override in overrides:
+        _apply_override(data, where, text_override)
+    return _validate(data, where, source)
+
+
+def _apply_override(data: dict, where: dict, text: str) -> None:
+    label = f"command-line override {text!r}"
+    if "=" not in text:
+        raise ConfigError(f"{label}: expected key=value")
+    key, raw = text.split("=", 1)
+    parts: list = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    if not parts or any(p == "" for p in parts):
+        raise ConfigError(f"{label}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{label}: value is not valid YAML ({err})") from None
+    target = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(target, dict):
+            if part not in target or target[part] is None:
+                target[part] = [] if isinstance(nxt, int) else {}
+            target = target[part]
+        elif isinstance(target, list) and isinstance(part, int) and part < len(target):
+            target = target[part]
+        else:
+            raise ConfigError(f"{label}: field {dotted(tuple(parts[: i + 1]))!r} does not exist")
+    last = parts[-1]
+    if isinstance(target, dict) and isinstance(last, str):
+        target[last] = value
+    elif isinstance(target, list) and isinstance(last, int) and last < len(target):
+        target[last] = value
+    else:
+        raise ConfigError(f"{label}: field {dotted(tuple(parts))!r} does not exist")
+    where[tuple(parts)] = label
+
+
+class _Checker:
+    def __init__(self, where: dict, source: str):
+        self.where, self.source = where, source
+
+    def loc(self, path: tuple) -> str:
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.where:
+                return self.where[path[:cut]]
+        return self.source
+
+    def fail(self, path: tuple, message: str):
+        raise ConfigError(f"{self.loc(path)}: field {dotted(path)!r}: {message}")
+
+    def integer(self, value, path, minimum=None, optional=False):
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"expected an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(path, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, value, path, positive=False, upper=None):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(path, f"expected a number, got {value!r}")
+        if positive and not value > 0:
+            self.fail(path, f"must be positive, got {value}")
+        if upper is not None and value > upper:
+            self.fail(path, f"must be at most {upper}, got {value}")
+        return float(value)
+
+    def boolean(self, value, path):
+        if not isinstance(value, bool):
+            self.fail(path, f"expected true or false, got {value!r}")
+        return value
+
+    def string(self, value, path, choices=None, optional=False):
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or not value:
+            self.fail(path, f"expected a non-empty string, got {value!r}")
+        if choices is not None and value not in choices:
+            self.fail(path, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+
+_TOP = {"stages", "fitness", "model", "dtype", "device", "threads", "seed", "popsize", "sigma0", "elite_ratio",
+        "diagonal", "active", "eval_every", "heldout_prompts", "heldout_seed", "calibration_prompts",
+        "calibration_length", "data", "data_dir", "namm", "init_from", "toy_target"}
+_STAGE = {"name", "tasks", "generations", "prompts_per_task", "prompt_length"}
+
+
+def _validate(data: dict, where: dict, source: str) -> EvolveConfig:
+    c = _Checker(where, source)
+    for key in data:
+        if key not in _TOP:
+            c.fail((key,), f"unknown setting; known: {', '.join(sorted(_TOP))}")
+    defaults = EvolveConfig(stages=())
+    get = lambda key: data.get(key, getattr(defaults, key))  # noqa: E731
+    kw = {
+        "fitness": c.string(get("fitness"), ("fitness",), FITNESS_KINDS),
+        "model": c.string(get("model"), ("model",)),
+        "dtype": c.string(get("dtype"), ("dtype",), DTYPES),
+        "device": c.string(get("device"), ("device",), DEVICES),
+        "threads": c.integer(get("threads"), ("threads",), 1, optional=True),
+        "seed": c.integer(get("seed"), ("seed",), 0),
+        "popsize": c.integer(get("popsize"), ("popsize",), 2),
+        "sigma0": c.number(get("sigma0"), ("sigma0",), positive=True),
+        "elite_ratio": c.number(get("elite_ratio"), ("elite_ratio",), positive=True, upper=1.0),
+        "diagonal": c.boolean(get("diagonal"), ("diagonal",)),
+        "active": c.boolean(get("active"), ("active",)),
+        "eval_every": c.integer(get("eval_every"), ("eval_every",), 1),
+        "heldout_prompts": c.integer(get("heldout_prompts"), ("heldout_prompts",), 0),
+        "heldout_seed": c.integer(get("heldout_seed"), ("heldout_seed",), 0),
+        "calibration_prompts": c.integer(get("calibration_prompts"), ("calibration_prompts",), 1),
+        "calibration_length": c.integer(get("calibration_length"), ("calibration_length",), 64, optional=True),
+        "data": c.string(get("data"), ("data",), DATA_SOURCES),
+        "data_dir": c.string(get("data_dir"), ("data_dir",), optional=True),
+        "init_from": c.string(get("init_from"), ("init_from",), optional=True),
+        "toy_target": c.number(get("toy_target"), ("toy_target",)),
+    }
+    if kw["fitness"] == "lm" and kw["data"] == "longbench" and kw["data_dir"] is None:
+        c.fail(("data_dir",), "data 'longbench' needs the folder of LongBench's <task>.jsonl files (pass --data-dir)")
+    if kw["seed"] == kw["heldout_seed"]:
+        c.fail(("heldout_seed",), "must differ from 'seed' (held-out prompts come from another seed)")
+    if int(kw["popsize"] * kw["elite_ratio"]) < 1:
+        c.fail(("elite_ratio",), "popsize x elite_ratio must keep at least one member")
+    namm = get("namm")
+    if namm is None:
+        namm = {}
+    if not isinstance(namm, dict):
+        c.fail(("namm",), f"expected a mapping of NAMM config fields, got {namm!r}")
+    from core.namm import NAMMConfig
+
+    known = set(NAMMConfig.__dataclass_fields__)
+    for key in namm:
+        if key not in known:
+            c.fail(("namm", key), f"unknown NAMM config field; known: {', '.join(sorted(known))}")
+    if "n_up" in namm:
+        c.integer(namm["n_up"], ("namm", "n_up"), 1)
+    kw["namm"] = dict(namm)
+    kw["stages"] = _stages(c, data.get("stages"), kw["fitness"], kw["data"])
+    return EvolveConfig(**kw)
+
+
+def _stages(c: _Checker, raw, fitness: str, data_source: str) -> tuple[Stage, ...]:
+    if not isinstance(raw, list) or not raw:
+        c.fail(("stages",), "expected a non-empty list of stages")
+    known_tasks = _known_tasks(fitness, data_source)
+    stages = []
+    for i, entry in enumerate(raw):
+        path = ("stages", i)
+        if not isinstance(entry, dict):
+            c.fail(path, f"expected a mapping (tasks, generations, prompts_per_task, prompt_length), got {entry!r}")
+        for key in entry:
+            if key not in _STAGE:
+                c.fail(path + (key,), f"unknown stage field; known: {', '.join(sorted(_STAGE))}")
+        for key in ("tasks", "generations", "prompts_per_task", "prompt_length"):
+            if key not in entry:
+                c.fail(path + (key,), "missing")
+        tasks = entry["tasks"]
+        if isinstance(tasks, str):
+            tasks = [tasks]
+        if not isinstance(tasks, list) or not tasks:
+            c.fail(path + ("tasks",), f"expected a non-empty list of task names, got {tasks!r}")
+        for j, task in enumerate(tasks):
+            c.string(task, path + ("tasks", j))
+            if known_tasks is not None and task not in known_tasks:
+                c.fail(path + ("tasks", j), f"unknown {data_source} task {task!r}; choose from {', '.join(known_tasks)}")
+        if len(set(tasks)) != len(tasks):
+            c.fail(path + ("tasks",), f"a task is listed twice: {tasks}")
+        stages.append(Stage(
+            name=c.string(entry.get("name", f"stage{i + 1}"), path + ("name",)),
+            tasks=tuple(tasks),
+            generations=c.integer(entry["generations"], path + ("generations",), 1),
+            prompts_per_task=c.integer(entry["prompts_per_task"], path + ("prompts_per_task",), 1),
+            prompt_length=c.integer(entry["prompt_length"], path + ("prompt_length",), 64),
+        ))
+    return tuple(stages)
+
+
+def _known_tasks(fitness: str, data_source: str):
+    if fitness == "toy":
+        return None
+    if data_source == "builtin":
+        from eval.lm.builtin_tasks import TASKS
+
+        return TASKS
+    from eval.lm.longbench_config import DATASET2PROMPT
+
+    return tuple(DATASET2PROMPT)

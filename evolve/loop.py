@@ -1,0 +1,108 @@
+"""The generation loop: ask, evaluate the members (sharded over ranks), tell, log, checkpoint."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.namm import NAMM
+from evolve.checkpoint import RunState, has_checkpoint, load_checkpoint, save_best, save_checkpoint
+from evolve.config import EvolveConfig
+from evolve.distributed import Dist
+from evolve.fitness import Fitness, make_fitness
+from evolve.optimizer import CMAES
+from evolve.atomic import write_text_atomic
+from evolve.runlog import plot_log, read_log, write_log
+
+
+def member_namm(template: NAMM, params) -> NAMM:
+    """A NAMM with `template`'s config and frozen normalisation and the given parameters."""
+    return NAMM(template.config, np.asarray(params, dtype=np.float32), template.normaliser.mean.clone(),
+                template.normaliser.var.clone())
+
+
+def initial_mean(config: EvolveConfig, n_params: int) -> np.ndarray:
+    if config.init_from is None:
+        return np.zeros(n_params)
+    start = NAMM.from_pretrained(config.init_from)
+    if start.n_params != n_params:
+        raise ValueError(f"init_from {config.init_from}: the checkpoint has {start.n_params} parameters but the "
+                         f"config's NAMM has {n_params}")
+    return start.params.double().numpy()
+
+
+def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume: bool = False,
+           dist: Dist | None = None, progress: bool = True,
+           on_generation: Callable[[int, CMAES], None] | None = None) -> CMAES:
+    """Run (or resume) every stage of `config` in `run_dir`; return the optimiser (its `.mean` is the
+    solution). `on_generation(g, optimizer)` is called after generation g is committed."""
+    run_dir = Path(run_dir)
+    dist = dist or Dist()
+    namm_config = config.namm_config()
+    n_params = namm_config.bam.n_params
+    fitness = fitness if fitness is not None else make_fitness(config, run_dir, dist)
+    if resume and has_checkpoint(run_dir):
+        optimizer, latest, state = load_checkpoint(run_dir, n_params, config.popsize)
+        template = NAMM(namm_config, None, latest.normaliser.mean, latest.normaliser.var)
+        rows = read_log(run_dir, state.next_generation) if dist.is_main else []
+    else:
+        if has_checkpoint(run_dir):
+            raise FileExistsError(f"{run_dir} already holds a run (state.json); pass --resume or choose another --out")
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        optimizer = CMAES.create(n_params, config.popsize, config.sigma0, config.elite_ratio, config.diagonal,
+                                 config.active, config.seed, initial_mean(config, n_params))
+        template = NAMM(namm_config)
+        fitness.calibrate(template)  # generation 0: frozen normalisation from the all-zero NAMM
+        state = RunState()
+        rows = []
+    if dist.is_main:
+        write_text_atomic(run_dir / "config.yaml", config.to_yaml())
+    total = config.total_generations
+    bar = tqdm(total=total, initial=state.next_generation, desc="evolve", unit="gen",
+               disable=not (progress and dist.is_main))
+    for generation in range(state.next_generation, total):
+        started = time.perf_counter()
+        stage_index, stage, in_stage = config.stage_at(generation)
+        fitness.begin_generation(stage_index, generation)
+        solutions = optimizer.ask()
+        local = torch.zeros(len(solutions), 2, dtype=torch.float64)
+        for i in dist.shard(len(solutions)):
+            result = fitness.evaluate(member_namm(template, solutions[i]))
+            local[i, 0], local[i, 1] = result.fitness, result.cache_fraction
+        gathered = dist.sum(local).numpy()
+        values, fractions = gathered[:, 0], gathered[:, 1]
+        optimizer.tell(solutions, values)
+        row = {"generation": generation, "stage": stage_index, "stage_name": stage.name,
+               "stage_generation": in_stage, "fitness_mean": float(values.mean()),
+               "fitness_max": float(values.max()), "fitness_min": float(values.min()),
+               "cache_fraction_mean": float(np.nanmean(fractions)) if np.isfinite(fractions).any() else None,
+               "sigma": optimizer.sigma}
+        if (generation + 1) % config.eval_every == 0 or in_stage == stage.generations - 1:
+            mean_namm = member_namm(template, optimizer.mean)
+            held = fitness.evaluate_heldout(mean_namm, stage_index)
+            if held is not None:
+                row["heldout_fitness"], row["heldout_cache_fraction"] = held.fitness, held.cache_fraction
+                if state.best.get("stage") != stage_index or held.fitness > state.best["fitness"]:
+                    state.best = {"fitness": held.fitness, "cache_fraction": held.cache_fraction,
+                                  "generation": generation, "stage": stage_index, "stage_name": stage.name}
+                    if dist.is_main:
+                        save_best(run_dir, mean_namm, state.best)
+        row["seconds"] = time.perf_counter() - started
+        state.next_generation = generation + 1
+        if dist.is_main:
+            rows.append(row)
+            write_log(run_dir, rows)
+            plot_log(run_dir, rows)
+            save_checkpoint(run_dir, optimizer, template, state)
+        dist.barrier()
+        bar.set_postfix(fitness=f"{row['fitness_mean']:.4g}", sigma=f"{optimizer.sigma:.4g}")
+        bar.update()
+        if on_generation is not None:
+            on_generation(generation, optimizer)
+    bar.close()
+    return optimizer

@@ -1,0 +1,60 @@
+"""Command line: evolve a NAMM with CMA-ES over the stages of a config.
+
+    python -m evolve.run --config configs/evolve_smollm2_cpu.yaml [--out runs/evolve/NAME] [--resume] [key=value ...]
+    torchrun --nproc_per_node 2 -m evolve.run --config ...      # the population shards over the processes
+
+With --resume the run folder's checkpoint is continued exactly (the config defaults to the folder's
+config.yaml; a folder without a checkpoint starts fresh; overrides such as more generations extend a run). Overrides use dotted keys: stages.0.generations=3 namm.n_up=128 popsize=16.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from evolve.config import ConfigError, load_config
+from evolve.distributed import init_from_env, shutdown
+from evolve.loop import evolve
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m evolve.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML config (configs/evolve_*.yaml)")
+    parser.add_argument("--out", help="run folder (default runs/evolve/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
+    parser.add_argument("--data-dir", help="benchmark data folder (sets data_dir, e.g. LongBench's *.jsonl)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.config is None and not (args.resume and args.out):
+        print("error: --config is required (or --resume with --out of an existing run)", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path("runs") / "evolve" / Path(args.config).stem
+    config_path = Path(args.config) if args.config else out / "config.yaml"
+    overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    dist = init_from_env()
+    try:
+        optimizer = evolve(config, out, resume=args.resume, dist=dist, progress=not args.no_progress)
+    finally:
+        shutdown(dist)
+    if dist.is_main:
+        print(f"done: {config.total_generations} generations in {out}; the mean is in {out / 'latest'}, "
+              f"the best held-out mean in {out / 'best'} (sigma {optimizer.sigma:.4g})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

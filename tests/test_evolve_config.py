@@ -1,0 +1,72 @@
+"""Bad configs and mismatched checkpoints get errors that name the file, the line and the field."""
+import pytest
+
+from core.namm import NAMM, NAMMConfig
+from evolve.config import ConfigError, load_config, parse_config
+from evolve.loop import evolve
+
+GOOD = """fitness: toy
+popsize: 4
+stages:
+  - name: one
+    tasks: [a]
+    generations: 1
+    prompts_per_task: 1
+    prompt_length: 64
+"""
+
+
+def test_presets_parse():
+    cpu = load_config("configs/evolve_smollm2_cpu.yaml")
+    assert cpu.popsize >= 8 and cpu.namm["n_up"] < cpu.stages[0].prompt_length and len(cpu.stages) == 3
+    paper = load_config("configs/evolve_llama3_paper.yaml", ["data_dir=somewhere"])
+    assert paper.popsize == 32 and paper.sigma0 == 0.065 and paper.elite_ratio == 0.5
+    assert [s.tasks[-1] for s in paper.stages] == ["passage_retrieval_en", "dureader", "narrativeqa"]
+    assert all(s.prompts_per_task == 64 for s in paper.stages)
+
+
+@pytest.mark.parametrize("bad, line, field, words", [
+    ("    generations: many\n", 6, "stages[0].generations", "expected an integer"),
+    ("    generations: 0\n", 6, "stages[0].generations", "at least 1"),
+    ("    generation: 1\n", 6, "stages[0].generation", "unknown stage field"),
+])
+def test_malformed_stage_names_file_line_field(tmp_path, bad, line, field, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("    generations: 1\n", bad))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:{line}: field '{field}'") and words in message, message
+
+
+def test_missing_and_unknown_fields():
+    with pytest.raises(ConfigError, match=r"cfg.yaml:3: field 'stages\[0\].prompt_length': missing"):
+        parse_config("fitness: toy\nstages:\n  - {tasks: [a], generations: 1, prompts_per_task: 1}\n", "cfg.yaml")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:2: field 'popsiz': unknown setting"):
+        parse_config(GOOD.replace("popsize: 4", "popsiz: 4"), "cfg.yaml")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:5: field 'stages\[0\].tasks\[0\]': unknown builtin task"):
+        parse_config(GOOD.replace("fitness: toy", "fitness: lm").replace("[a]", "[nope]"), "cfg.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("stages: [\n", "cfg.yaml")
+
+
+def test_override_errors_name_the_override():
+    with pytest.raises(ConfigError, match=r"override 'stages.0.generations=x': field 'stages\[0\].generations'"):
+        parse_config(GOOD, "cfg.yaml", ["stages.0.generations=x"])
+    with pytest.raises(ConfigError, match=r"field 'stages\[3\]' does not exist"):
+        parse_config(GOOD, "cfg.yaml", ["stages.3.generations=2"])
+    assert parse_config(GOOD, "cfg.yaml", ["stages.0.generations=3"]).stages[0].generations == 3
+
+
+def test_resume_with_another_parameter_count_is_refused(tmp_path):
+    evolve(parse_config(GOOD, "cfg.yaml"), tmp_path / "run", progress=False)
+    other = parse_config(GOOD, "cfg.yaml", ["namm.bam_hidden=16", "stages.0.generations=2"])
+    with pytest.raises(ValueError, match=r"state.json: field 'n_params': the checkpoint has 4172 parameters"):
+        evolve(other, tmp_path / "run", resume=True, progress=False)
+
+
+def test_init_from_another_parameter_count_is_refused(tmp_path):
+    NAMM(NAMMConfig(bam_hidden=16)).save_pretrained(tmp_path / "small")
+    config = parse_config(GOOD, "cfg.yaml", [f"init_from={tmp_path / 'small'}"])
+    with pytest.raises(ValueError, match="has 2124 parameters but the config's NAMM has 4172"):
+        evolve(config, tmp_path / "run", progress=False)
