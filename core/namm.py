@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from core.atomic import write_bytes_atomic, write_json_atomic
 from core.bam import BAMShape, bam_scores
 from core.features import FeatureNormaliser, age_embedding
 from core.memory import LayerMemory
@@ -136,15 +136,15 @@ class NAMM(MemoryPolicy):
 
     # --- persistence ---
     def save_pretrained(self, folder) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         config = {"model_type": "namm", **asdict(self.config), "n_params": self.n_params}
         tensors = {"params": self.params.contiguous(), "norm_mean": self.normaliser.mean.contiguous(),
                    "norm_var": self.normaliser.var.contiguous()}
-        _atomic_write(folder / WEIGHTS_FILE, lambda path: save_file(tensors, path, metadata={"format": "pt"}))
-        _atomic_write(folder / CONFIG_FILE, lambda path: Path(path).write_text(json.dumps(config, indent=2) + "\n"))
+        write_bytes_atomic(folder / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
+        write_json_atomic(folder / CONFIG_FILE, config)
 
     @classmethod
     def from_pretrained(cls, folder) -> "NAMM":
@@ -195,14 +195,3 @@ class NAMM(MemoryPolicy):
     def __repr__(self) -> str:
         return f"NAMM(n_params={self.n_params}, n_up={self.n_up}, nonzero={bool(self.params.abs().sum() > 0)})"
 
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

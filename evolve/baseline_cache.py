@@ -5,7 +5,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from evolve.atomic import write_json_atomic
+from core.atomic import write_json_atomic
 
 
 def prompt_set_key(**fields) -> str:

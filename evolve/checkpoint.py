@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from core.namm import NAMM
-from evolve.atomic import write_bytes_atomic, write_json_atomic
+from core.atomic import write_bytes_atomic, write_json_atomic
 from evolve.optimizer import CMAES
 
 STATE_FILE = "state.json"

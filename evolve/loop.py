@@ -15,7 +15,7 @@ from evolve.config import EvolveConfig
 from evolve.distributed import Dist
 from evolve.fitness import Fitness, make_fitness
 from evolve.optimizer import CMAES
-from evolve.atomic import write_text_atomic
+from core.atomic import write_text_atomic
 from evolve.runlog import plot_log, read_log, write_log
 
 

@@ -5,7 +5,7 @@ import json
 import math
 from pathlib import Path
 
-from evolve.atomic import write_bytes_atomic, write_text_atomic
+from core.atomic import write_bytes_atomic, write_text_atomic
 
 LOG_FILE = "log.jsonl"
 

@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file in the target's folder, then os.replace."""
+"""Atomic file writes: a temporary file in the target's folder, then os.replace (no half-written files)."""
 from __future__ import annotations
 
 import json
