@@ -26,7 +26,7 @@ def test_loads_and_answers_one_video(tmp_path):
     prompt = processor.chat_prompt(mlvu.SYSTEM, mlvu.question_text(items[0]), mlvu.ANSWER_PREFIX)
     inputs = processor(prompt, frames)
     n_video = int((inputs["input_ids"] == model.config.video_token_index).sum())
-    assert n_video == 32 * processor.tokens_per_frame == 32 * 4
+    assert n_video == 32 * processor.tokens_per_frame >= 32
     assert inputs["pixel_values_videos"].shape == (1, 32, 3, 32, 32)
     rows = run_mlvu(items, tiny_reply_fn(model, processor), n_frames=32)
     assert len(rows) == 4 and not any(r["missing"] for r in rows)

@@ -14,7 +14,7 @@ SIZES = {
 }
 
 
-def tiny_config(tokenizer: WordTokenizer, image_size: int = 32, patch_size: int = 8, max_positions: int = 2048):
+def tiny_config(tokenizer: WordTokenizer, image_size: int = 32, patch_size: int = 16, max_positions: int = 2048):
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextVideoConfig
 
     vision = CLIPVisionConfig(image_size=image_size, patch_size=patch_size, projection_dim=SIZES["vision"]["hidden_size"], **SIZES["vision"])
@@ -43,7 +43,7 @@ def tiny_config(tokenizer: WordTokenizer, image_size: int = 32, patch_size: int 
     )
 
 
-def new_model(tokenizer: WordTokenizer, image_size: int = 32, patch_size: int = 8, seed: int = 0):
+def new_model(tokenizer: WordTokenizer, image_size: int = 32, patch_size: int = 16, seed: int = 0):
     from transformers import LlavaNextVideoForConditionalGeneration
 
     torch.manual_seed(seed)

@@ -3,9 +3,10 @@
     nice -n 10 python -m zoo.video.train --data .cache/video_builtin --out checkpoints/llava-video-tiny
 
 Loss on the reply tokens ("A) red" + eos) after the MLVU prompt ending in "Best option:(";
-part of each batch uses an auxiliary form (prompt ending "Answer:", reply "red").
+parts of each batch use auxiliary forms: the prompt ending "Answer:" with reply "red", and a
+dense caption of every sampled frame ("red circle none blue square ...", labels read from pixels).
 Logs teacher-forced first-token accuracy per task on part of the test split; saves the model
-(safetensors) and processor at every evaluation and at the end (atomic folder swap).
+(safetensors) and processor at every evaluation and at the end (atomic folder swap), and always at the end.
 """
 from __future__ import annotations
 
@@ -24,17 +25,18 @@ import torch
 
 from eval.video import mlvu
 
-from .model import new_model, save_video_model
+from .model import load_video_model, new_model, save_video_model
 from .render import COLOURS, SHAPES
 from .tokenizer import WordTokenizer
-from .trainset import AUX_PREFIX, collate, encode_items, stderr_log, video_frames
+from .trainset import (AUX_PREFIX, CAPTION_PREFIX, CAPTION_QUESTION, collate, encode_captions, encode_items,
+                       frame_labels, stderr_log, video_frames)
 
 LETTERS = "ABCDE"
 
 
 def build_tokenizer(items: list[mlvu.MLVUItem]) -> WordTokenizer:
     texts = [mlvu.SYSTEM, mlvu.QUESTION_SUFFIX, mlvu.ANSWER_PREFIX, "Question: Options:", " ".join(LETTERS),
-             " ".join(COLOURS), " ".join(SHAPES), " ".join(str(i) for i in range(10)), "( ) . , ? : ->", AUX_PREFIX]
+             " ".join(COLOURS), " ".join(SHAPES), " ".join(str(i) for i in range(10)), "( ) . , ? : ->", AUX_PREFIX, CAPTION_QUESTION, CAPTION_PREFIX, "none"]
     texts += [it.question + " " + " ".join(it.candidates) for it in items]
     return WordTokenizer.build(texts)
 
@@ -86,14 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=Path(".cache/video_builtin"))
     ap.add_argument("--out", type=Path, default=Path("checkpoints/llava-video-tiny"))
     ap.add_argument("--frames", type=int, default=32)
-    ap.add_argument("--steps", type=int, default=7000)
+    ap.add_argument("--steps", type=int, default=5000)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-items", type=int, default=400)
-    ap.add_argument("--max-minutes", type=float, default=55.0, help="stop (and save) after this much training time")
-    ap.add_argument("--aux-share", type=float, default=0.5, help="share of each batch in the auxiliary answer form")
+    ap.add_argument("--max-minutes", type=float, default=25.0, help="stop (and save) after this much training time")
+    ap.add_argument("--aux-share", type=float, default=0.3, help="share of each batch in the auxiliary answer form")
+    ap.add_argument("--caption-share", type=float, default=0.3, help="share of each batch in the dense caption task")
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--patch", type=int, default=16, help="32 px / 16 px patches -> 2x2 grid, pooled to 1 token per frame")
+    ap.add_argument("--init", type=Path, default=None, help="continue from this saved model folder")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
@@ -102,8 +108,13 @@ def main(argv: list[str] | None = None) -> int:
 
     train_items = mlvu.load(a.data / "train", tasks=None)
     test_items = mlvu.load(a.data / "test", tasks=None)
-    tok = build_tokenizer(train_items)
-    model, processor = new_model(tok, seed=a.seed)
+    if a.init:
+        model, processor = load_video_model(a.init)
+        model.train()
+        tok = processor.tokenizer
+    else:
+        tok = build_tokenizer(train_items)
+        model, processor = new_model(tok, image_size=a.image_size, patch_size=a.patch, seed=a.seed)
     stderr_log(f"vocab {len(tok)}, params {sum(p.numel() for p in model.parameters())}, train items {len(train_items)}")
 
     rows, frames, stats = video_frames(a.data / "train", train_items, processor, a.frames, log=stderr_log)
@@ -113,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     vrows, vframes, _ = video_frames(a.data / "test", test_items, processor, a.frames, log=stderr_log)
     enc = encode_items(processor, train_items, a.frames)
     enc_aux = encode_items(processor, train_items, a.frames, auxiliary=True)
+    labels = frame_labels(frames)
+    enc_cap = encode_captions(processor, labels, a.frames)  # indexed by video row
+    stderr_log(f"caption example: {' '.join(labels[0][:6])} ...")
     venc = encode_items(processor, val_items, a.frames)
     frames_t = torch.from_numpy(frames)
 
@@ -125,10 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     history = []
     for step in range(1, a.steps + 1):
         idx = [rng.randrange(len(enc)) for _ in range(a.batch)]
-        # a share of the batch in the auxiliary "Answer: <option text>" form
+        # shares of the batch: dense captions of a video, "Answer: <option text>", the official form
+        n_cap = int(round(a.caption_share * a.batch))
         n_aux = int(round(a.aux_share * a.batch))
-        b = collate([enc_aux[i] for i in idx[:n_aux]] + [enc[i] for i in idx[n_aux:]], tok.pad_token_id)
-        pix = processor.normalize(frames_t[[rows[train_items[i].video] for i in idx]])
+        vids = [rows[train_items[i].video] for i in idx]
+        b = collate([enc_cap[v] for v in vids[:n_cap]] + [enc_aux[i] for i in idx[n_cap:n_cap + n_aux]]
+                    + [enc[i] for i in idx[n_cap + n_aux:]], tok.pad_token_id)
+        pix = processor.normalize(frames_t[vids])
         loss = model(**b, pixel_values_videos=pix).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -142,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             acc = first_token_accuracy(model, processor, venc, vframes, vrows, val_items)
             history.append({"step": step, "minutes": round(elapsed, 2), "loss": float(np.mean(losses[-a.eval_every:])), **acc})
             stderr_log(json.dumps(history[-1]))
-            if acc["mean"] >= best:
+            if acc["mean"] >= best or done:
                 best = acc["mean"]
                 save_atomic(model, processor, a.out, {"args": {k: str(v) for k, v in vars(a).items()}, "history": history})
         if done:

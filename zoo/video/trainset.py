@@ -66,6 +66,43 @@ def video_frames(split_dir: Path, items: list[mlvu.MLVUItem], processor: TinyVid
     return row, arr, stats
 
 
+CAPTION_QUESTION = "Name the colour and shape in every frame."
+CAPTION_PREFIX = "Frames:"
+
+
+def frame_labels(frames: np.ndarray) -> list[list[str]]:
+    """Per video, per frame: "<colour> <shape>" or "none", read from the (resized) pixels by the
+    nearest palette colour at the centre and the best-overlapping shape mask."""
+    from .render import COLOURS, SHAPES, shape_mask
+
+    names = list(COLOURS)
+    palette = np.array([COLOURS[c] for c in names], dtype=np.float32)
+    size = frames.shape[-2]
+    masks = np.stack([shape_mask(sh, size) for sh in SHAPES])  # [K, S, S]
+    c0, c1 = size // 2 - 2, size // 2 + 2
+    out = []
+    for video in frames:
+        words = []
+        for f in video:
+            lit = f.max(-1) > 100
+            if lit.mean() < 0.05:
+                words.append("none")
+                continue
+            centre = f[c0:c1, c0:c1].reshape(-1, 3).astype(np.float32).mean(0)
+            colour = names[int(np.abs(palette - centre).sum(1).argmin())]
+            shape = SHAPES[int((masks == lit).reshape(len(SHAPES), -1).mean(1).argmax())]
+            words.append(f"{colour} {shape}")
+        out.append(words)
+    return out
+
+
+def encode_captions(processor: TinyVideoProcessor, labels: list[list[str]], n_frames: int) -> list[tuple[list[int], list[int]]]:
+    """Auxiliary dense task per video: list what every sampled frame shows, in order."""
+    prompt = processor.expand_ids(processor.chat_prompt(mlvu.SYSTEM, CAPTION_QUESTION, CAPTION_PREFIX), n_frames)
+    eos = processor.tokenizer.eos_token_id
+    return [(prompt, processor.tokenizer.encode(" ".join(words), add_bos=False) + [eos]) for words in labels]
+
+
 def encode_items(processor: TinyVideoProcessor, items: list[mlvu.MLVUItem], n_frames: int,
                  auxiliary: bool = False) -> list[tuple[list[int], list[int]]]:
     """(prompt ids with the expanded video, answer ids ending in eos) per item; `auxiliary` uses
