@@ -1,0 +1,162 @@
+"""`python -m eval.video`: a LLaVA-NeXT-Video model under every memory policy on a video benchmark.
+
+    python -m eval.video [--ckpt NAMM_DIR] [--benchmark builtin|mlvu] [--data-dir D] [--frames 32]
+                         [--policies full,namm,h2o,l2] [--limit N]
+
+`builtin` is the generated MLVU-format benchmark (its test split is generated on first use under
+.cache/video_builtin-eval). Prints per-task accuracy and M-Avg per policy with the mean cache
+fraction; writes results JSON and a plot of accuracy against cache fraction. The default model is
+the small one shipped in checkpoints/llava-video-tiny (see zoo/video).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from adapters.hf import attach
+from core.policies import make_policy
+from core.atomic import write_json_atomic
+from eval.video import mlvu
+from eval.video.answering import run_mlvu
+from eval.video.frames import DecodeStats
+
+REPO = Path(__file__).resolve().parents[2]
+BUILTIN = REPO / ".cache" / "video_builtin-eval"
+
+
+def builtin_split(n_test: int) -> Path:
+    test = BUILTIN / "test"
+    if not (test / "json").is_dir():
+        from zoo.video import make_builtin
+
+        make_builtin.main(["--out", str(BUILTIN), "--n-train", "0", "--n-test", str(n_test)])
+    return test
+
+
+def first_per_task(items, limit: int):
+    kept, counts = [], {}
+    for item in items:
+        if counts.get(item.task, 0) < limit:
+            kept.append(item)
+            counts[item.task] = counts.get(item.task, 0) + 1
+    return kept
+
+
+def build_policy(name: str, args):
+    if name == "full":
+        return make_policy("full")
+    if name == "namm":
+        policy = make_policy("namm", ckpt=args.ckpt or "zeros")
+        if args.n_up:
+            policy.n_up = args.n_up
+        policy.update_at_prompt_end = policy.update_at_prompt_end or args.prompt_end
+        return policy
+    return make_policy(name, budget=args.budget, n_up=args.n_up or 512, update_at_prompt_end=args.prompt_end)
+
+
+def evaluate_policy(model, processor, items, name, args):
+    from zoo.video.model import generate_reply
+
+    fractions = []
+    policy = build_policy(name, args)
+    stats = DecodeStats()
+
+    def reply(frames, item):
+        prompt = processor.chat_prompt(mlvu.SYSTEM, mlvu.question_text(item), mlvu.ANSWER_PREFIX)
+        with attach(model, policy) as session:
+            text = generate_reply(model, processor, frames, prompt, args.max_new_tokens)
+            fractions.append(session.cache.fraction() if session.cache is not None else 1.0)
+        return text
+
+    started = time.perf_counter()
+    rows = run_mlvu(items, reply, args.frames, stats, log=lambda m: tqdm.write(m))
+    summary = mlvu.summarize(rows)
+    summary.update(cache_fraction=sum(fractions) / len(fractions) if fractions else None,
+                   seconds_per_item=(time.perf_counter() - started) / max(1, len(items)),
+                   decode_frames_per_second=round(stats.frames_per_second, 1))
+    return summary
+
+
+def format_table(results: dict) -> str:
+    tasks = sorted({t for s in results["policies"].values() for t in s["per_task"]})
+    lines = [f"{'policy':<10}" + "".join(f"{t[:14]:>16}" for t in tasks) + f"{'M-Avg':>8}{'cache':>7}"]
+    for name, s in results["policies"].items():
+        cells = "".join(f"{100 * s['per_task'][t]['acc']:>16.1f}" for t in tasks)
+        lines.append(f"{name:<10}{cells}{100 * s['m_avg']:>8.1f}{s['cache_fraction']:>7.2f}")
+    chance = results.get("chance", {})
+    lines.append(f"{'chance':<10}" + "".join(f"{100 * chance.get(t, 0):>16.1f}" for t in tasks))
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for i, (name, s) in enumerate(results["policies"].items()):
+        ax.scatter(s["cache_fraction"], 100 * s["m_avg"], s=60, marker="osD^v<>PX*"[i % 10], label=name)
+    ax.set_xlabel("cache fraction (kept / processed tokens)")
+    ax.set_ylabel("M-Avg accuracy (%)")
+    ax.set_title(f"{results['model']} on {results['benchmark']}, {results['frames']} frames", fontsize=9)
+    ax.set_xlim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.video", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", default=None, help="NAMM checkpoint folder (default: the all-zero NAMM)")
+    parser.add_argument("--benchmark", default="builtin", choices=["builtin", "mlvu"])
+    parser.add_argument("--data-dir", default=None, help="MLVU folder (json/ and video/)")
+    parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-tiny"))
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--policies", default="full,namm,h2o,l2")
+    parser.add_argument("--budget", type=float, default=0.5, help="baselines' cache budget (fraction)")
+    parser.add_argument("--n-up", type=int, default=None,
+                        help="update interval for every policy (default: 512 for baselines, the checkpoint's for NAMM)")
+    parser.add_argument("--no-prompt-end", dest="prompt_end", action="store_false",
+                        help="do not also update when the prompt ends (video prompts are often shorter than n_up)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many items per task")
+    parser.add_argument("--n-test", type=int, default=100, help="videos generated for the builtin benchmark")
+    parser.add_argument("--max-new-tokens", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out-dir", default="runs/video")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from zoo.video.model import load_video_model
+
+    if args.benchmark == "mlvu" and not args.data_dir:
+        sys.exit("--benchmark mlvu needs --data-dir with the MLVU json/ and video/ folders")
+    data = builtin_split(args.n_test) if args.benchmark == "builtin" else Path(args.data_dir)
+    items = mlvu.load(data, tasks=None)
+    if args.limit:
+        items = first_per_task(items, args.limit)
+    model, processor = load_video_model(args.model)
+    results = {"model": Path(args.model).name, "benchmark": args.benchmark, "frames": args.frames,
+               "ckpt": args.ckpt, "budget": args.budget, "chance": mlvu.chance_by_task(items), "policies": {}}
+    for name in tqdm(args.policies.split(","), desc="eval.video", unit="policy"):
+        results["policies"][name] = evaluate_policy(model, processor, items, name, args)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", results)
+    plot(results, out / "accuracy_vs_cache.png")
+    print(format_table(results))
+    print(f"\nwrote {out / 'results.json'} and {out / 'accuracy_vs_cache.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
