@@ -42,3 +42,15 @@ def test_rouge_l_matches_the_rouge_package_on_short_texts():
     for hyp, ref in pairs:
         expected = Rouge().get_scores([hyp], [ref], avg=True)["rouge-l"]["f"]
         assert rouge_l_f(hyp, ref) == pytest.approx(expected, abs=1e-12)
+
+
+def test_rouge_l_reproduces_the_package_recursion_failure():
+    # The package reads the LCS back with one Python frame per step; in the official script
+    # (9 frames below the first readback call) 990 steps pass and 991 raise, which scores 0.
+    def pair(steps):
+        ref = "common " + " ".join(f"r{i}" for i in range(10))
+        hyp = "common " + " ".join(f"h{i}" for i in range(steps - 11))
+        return hyp, ref
+
+    assert rouge_l_f(*pair(990)) > 0
+    assert rouge_l_f(*pair(991)) == 0.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import re
-import string
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -22,7 +21,7 @@ TASKS = ("passkey", "multikey_niah", "kv_retrieval", "variable_tracking", "fewsh
 DEFAULT_CHAT = {
     "passkey": False,
     "multikey_niah": False,
-    "kv_retrieval": False,
+    "kv_retrieval": True,
     "variable_tracking": True,
     "fewshot_classification": False,
     "fact_qa": False,
@@ -32,7 +31,7 @@ MAX_NEW_TOKENS = {
     "passkey": 8,
     "multikey_niah": 8,
     "kv_retrieval": 8,
-    "variable_tracking": 16,
+    "variable_tracking": 24,
     "fewshot_classification": 6,
     "fact_qa": 8,
 }
@@ -140,6 +139,8 @@ _PREDICATES = ["was busy all day", "looked calm in the evening", "stayed open un
 
 _NAMES = ["Alice", "Bruno", "Clara", "David", "Elena", "Farid", "Greta", "Hugo", "Irene", "Jonas", "Karla", "Liam",
           "Maya", "Nikos", "Olga", "Pablo", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Walter", "Yuki", "Zoe"]
+_SURNAMES = ["Moreau", "Tanaka", "Haddad", "Quispe", "Larsen", "Garcia", "Kowalski", "Okafor", "Novak", "Silva",
+             "Murphy", "Patel", "Kim", "Huber", "Costa", "Fischer", "Rossi", "Jensen", "Dubois", "Ivanova"]
 _CITIES = ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Madrid", "Sydney", "Toronto", "Berlin", "Nairobi", "Dublin",
            "Mumbai", "Seoul", "Vienna", "Lisbon", "Havana", "Athens", "Prague", "Boston", "Denver"]
 _KEY_WORDS = ["apple", "river", "candle", "tiger", "window", "violin", "rocket", "pepper", "garden", "marble",
@@ -230,11 +231,11 @@ VT_HOPS = 1
 
 def _variable_tracking(rng, length, count) -> Item:
     n_chains, hops = 3, VT_HOPS
-    letters = rng.sample(_KEY_WORDS, n_chains * (hops + 1))
+    all_names = rng.sample(_KEY_WORDS, n_chains * (hops + 1))
     values = _distinct(rng, lambda: _digits(rng, 5), n_chains)
     chains, statements = [], []
     for c in range(n_chains):
-        names = letters[c * (hops + 1):(c + 1) * (hops + 1)]
+        names = all_names[c * (hops + 1):(c + 1) * (hops + 1)]
         chains.append(names)
         chain = [f"The value of VAR {names[0]} is {values[c]}."] + [
             f"VAR {names[i]} gets its value from VAR {names[i - 1]}." for i in range(1, hops + 1)]
@@ -250,7 +251,7 @@ def _variable_tracking(rng, length, count) -> Item:
         for offset, (cut, statement) in enumerate(zip(cuts, chain)):
             sentences.insert(cut + offset, statement)
     prompt = f"{head} {question}\n\n{' '.join(sentences)}\n\n{question} Follow the assignments."
-    # The prefix starts the chain; the model must name the next variable, then find its value.
+    # The prefix starts the readback: the model must name the source variable, then find its value.
     return Item("variable_tracking", prompt, [values[target]], "first_option",
                 f"VAR {chains[target][-1]} gets its value from VAR", values)
 
@@ -258,7 +259,6 @@ def _variable_tracking(rng, length, count) -> Item:
 def _fewshot(rng, length, count) -> Item:
     head = "Classify each word into one of these categories: " + ", ".join(_CATEGORIES) + ". Here are some examples."
     lines: list[str] = []
-    seen: list[tuple[str, str]] = []
     budget = length - count(head) - 30
     total = 0
     while total < budget:
@@ -266,7 +266,6 @@ def _fewshot(rng, length, count) -> Item:
         word = rng.choice(_CATEGORIES[label])
         line = f"Word: {word}\nCategory: {label}"
         lines.append(line)
-        seen.append((word, label))
         total += count(line + "\n\n")
     label = rng.choice(list(_CATEGORIES))
     word = rng.choice(_CATEGORIES[label])
@@ -276,7 +275,7 @@ def _fewshot(rng, length, count) -> Item:
 
 def _fact_qa(rng, length, count) -> Item:
     n_people = 6
-    people = rng.sample(_NAMES, n_people)
+    people = [f"{first} {last}" for first, last in zip(rng.sample(_NAMES, n_people), rng.sample(_SURNAMES, n_people))]
     cities = rng.sample(_CITIES, n_people)
     facts = [f"{p} lives in {c}." for p, c in zip(people, cities)]
     target = rng.randrange(n_people)

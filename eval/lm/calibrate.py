@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from eval.lm import builtin_tasks as bt
-from eval.lm.atomic import write_text_atomic
+from core.atomic import write_text_atomic
 
 
 def generate(model, tokenizer, text: str, max_new_tokens: int) -> tuple[str, int]:
@@ -37,6 +37,23 @@ def evaluate(model, tokenizer, items: list[bt.Item], chat: bool, log=None) -> di
     return {"score": 100 * sum(scores) / n, "chance": 100 * sum(chances) / n, "tokens": sum(lengths) / n}
 
 
+NOTES = """## Formats tried (SmolLM2-135M-Instruct, 1000 tokens, 4-6 items each)
+
+- passkey, multikey_niah, fact_qa: plain text and chat template both 100% at 1000 tokens; plain kept.
+- fact_qa at 2000 tokens with first names only: 0% plain and chat (the model answers well-known
+  cities); with first name + surname: 40% plain, 40% chat (chance 16.7%); full names kept.
+- fewshot_classification: plain 75%, chat template 0% (the chat turn breaks the few-shot pattern); plain kept.
+- kv_retrieval: a dense JSON object of ~70 random 6-letter keys scored 0% with the answer prefix
+  `The value of "key" is`; priming the JSON pattern (`"key": "`) as the answer prefix gave 25%;
+  8 word keys hidden in filler text with the primed prefix: plain 0%, chat 50% (chance 12.5%); chat kept.
+- variable_tracking: no format got above chance (33%): 2 hops with random 4-letter names 0% plain / 25%
+  chat; 1 hop with word names and `VAR x =`, `VAR x = VAR`, newline-separated statements or
+  natural-language statements: 0-17%. The model copies the name of the source variable correctly but
+  does not then look up its value. Kept (1 hop, natural language, chat) as the task a larger model
+  should pass; with this model it measures nothing above chance.
+"""
+
+
 def format_table(rows: list[dict]) -> str:
     lines = ["| task | length | format | prompt tokens (mean) | full-cache score | chance |",
              "|---|---|---|---|---|---|"]
@@ -53,7 +70,7 @@ def run(args) -> int:
     model, tokenizer = load_model(args.model)
     lengths = [int(x) for x in args.lengths.split(",")]
     tasks = args.tasks.split(",") if args.tasks else list(bt.TASKS)
-    formats = {"default": None, "plain": [False], "chat": [True], "both": [False, True]}[args.formats]
+    formats = {"default": None, "plain": [False], "chat": [True], "both": [False, True]}[args.formats]  # None: per task
     rows = []
     started = time.time()
     log = print if args.verbose else None
@@ -75,7 +92,7 @@ def run(args) -> int:
         text = (f"# Built-in suite: full-cache calibration\n\nModel `{args.model}`, greedy decoding, full KV cache, "
                 f"{args.n} items per task and length, seed {args.seed}. Scores are percent correct; chance is the "
                 f"score of a uniform guess among the candidate answers present in the context (0 for the free-form "
-                f"passkey).\n\nReproduce with:\n\n    {command}\n\n{table}\n")
+                f"passkey).\n\nReproduce with:\n\n    {command}\n\n{table}\n\n{NOTES}")
         write_text_atomic(Path(args.out), text)
     return 0
 

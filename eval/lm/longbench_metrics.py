@@ -5,7 +5,7 @@ import re
 import warnings
 from typing import Callable, Sequence
 
-from eval.lm.rouge_l import rouge_l_f
+from eval.lm.rouge_l import LONGBENCH_BASE_DEPTH, rouge_l_f
 from eval.lm.text_norm import normalize_answer, normalize_cjk_answer, token_f1
 
 with warnings.catch_warnings():
@@ -40,7 +40,8 @@ def rouge(prediction: str, answer: str, **_) -> float:
 
 
 def rouge_zh(prediction: str, answer: str, **_) -> float:
-    return rouge_l_f(" ".join(_jieba_cut(prediction)), " ".join(_jieba_cut(answer)))
+    # one frame deeper than `rouge` in the official script (rouge_zh_score calls rouge_score)
+    return rouge_l_f(" ".join(_jieba_cut(prediction)), " ".join(_jieba_cut(answer)), LONGBENCH_BASE_DEPTH + 1)
 
 
 def _share_of_numbers_equal(prediction: str, target: str) -> float:

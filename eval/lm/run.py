@@ -20,7 +20,7 @@ from adapters.hf import greedy_generate
 from adapters.loading import load_model
 from core.policies import make_policy
 from eval.lm import builtin_tasks
-from eval.lm.atomic import write_json_atomic
+from core.atomic import write_json_atomic
 
 
 @dataclass

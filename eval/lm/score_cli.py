@@ -6,15 +6,22 @@ Writes {task: score} (percent, 2 decimals) as JSON atomically and prints a table
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from eval.lm import choubun_metrics, infinitebench_metrics, longbench_metrics
-from eval.lm.atomic import write_json_atomic
+from core.atomic import write_json_atomic
 from eval.lm.jsonl import DataError, expect_type, read_jsonl
 
 
 def _longbench_task_files(pred_dir: Path, tasks) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(pred_dir.glob("*.jsonl")) if p.stem in tasks}
+    files = {}
+    for path in sorted(pred_dir.glob("*.jsonl")):
+        if path.stem in tasks:
+            files[path.stem] = path
+        else:
+            print(f"skipping {path}: not a task of this benchmark", file=sys.stderr)
+    return files
 
 
 def score_longbench_dir(pred_dir: Path, benchmark: str = "longbench") -> dict[str, float]:

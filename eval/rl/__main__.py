@@ -20,7 +20,7 @@ from tqdm import tqdm
 from adapters.decision_transformer import EpisodeActor
 from adapters.hf import attach
 from core.policies import make_policy
-from eval.lm.atomic import write_json_atomic
+from core.atomic import write_json_atomic
 from eval.rl.dt_model import load_dt
 from eval.rl.envs import canonical_env
 from eval.rl.rollout import evaluate, window_action
