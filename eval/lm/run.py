@@ -20,6 +20,7 @@ from adapters.hf import greedy_generate
 from adapters.loading import load_model
 from core.policies import make_policy
 from eval.lm import builtin_tasks
+from eval.plots import score_vs_cache
 from core.atomic import write_json_atomic
 
 
@@ -186,28 +187,12 @@ def format_table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    markers = "osD^v<>PX*"
-    for i, (name, s) in enumerate(results["summary"].items()):
-        y = s["normalised_score"] if s["normalised_score"] is not None else s["mean_score"]
-        ax.scatter(s["cache_fraction"], y, s=60, marker=markers[i % len(markers)], alpha=0.8, label=name)
-    ax.legend(fontsize=8, loc="best")
     has_norm = any(s["normalised_score"] is not None for s in results["summary"].values())
-    ax.set_xlabel("mean cache fraction (kept / processed tokens)")
-    ax.set_ylabel("normalised score (vs full cache)" if has_norm else "mean score")
-    ax.set_title(f"{results['model']} on {results['benchmark']}: {', '.join(results['tasks'])}", fontsize=9)
-    ax.set_xlim(0, 1.05)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    points = {name: (s["cache_fraction"], s["normalised_score"] if has_norm else s["mean_score"], None)
+              for name, s in results["summary"].items()}
+    score_vs_cache(points, "normalised score (vs full cache)" if has_norm else "mean score",
+                   f"{results['model']} on {results['benchmark']}: {', '.join(results['tasks'])}", path,
+                   xlabel="mean cache fraction (kept / processed tokens)")
 
 
 def add_arguments(parser) -> None:

@@ -23,6 +23,7 @@ from core.policies import make_policy
 from core.atomic import write_json_atomic
 from eval.rl.dt_model import load_dt
 from eval.rl.envs import canonical_env
+from eval.plots import score_vs_cache
 from eval.rl.rollout import evaluate, window_action
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,27 +63,9 @@ def format_table(rows: dict) -> str:
 
 
 def plot(rows: dict, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    markers = "osD^v<>PX*"
-    for i, (name, r) in enumerate(rows.items()):
-        ax.errorbar(r["cache_fraction"], r["score_mean"], yerr=r["score_std"], fmt=markers[i % len(markers)],
-                    capsize=3, label=name)
-    ax.set_xlabel("cache fraction at episode end (kept / processed tokens)")
-    ax.set_ylabel("D4RL normalised score")
-    ax.set_title(title, fontsize=9)
-    ax.set_xlim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    points = {name: (r["cache_fraction"], r["score_mean"], r["score_std"]) for name, r in rows.items()}
+    score_vs_cache(points, "D4RL normalised score", title, path,
+                   xlabel="cache fraction at episode end (kept / processed tokens)")
 
 
 def main(argv=None) -> int:

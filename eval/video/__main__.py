@@ -23,6 +23,7 @@ from core.policies import make_policy
 from core.atomic import write_json_atomic
 from eval.video import mlvu
 from eval.video.answering import run_mlvu
+from eval.plots import score_vs_cache
 from eval.video.frames import DecodeStats
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,25 +95,9 @@ def format_table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (name, s) in enumerate(results["policies"].items()):
-        ax.scatter(s["cache_fraction"], 100 * s["m_avg"], s=60, marker="osD^v<>PX*"[i % 10], label=name)
-    ax.set_xlabel("cache fraction (kept / processed tokens)")
-    ax.set_ylabel("M-Avg accuracy (%)")
-    ax.set_title(f"{results['model']} on {results['benchmark']}, {results['frames']} frames", fontsize=9)
-    ax.set_xlim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    points = {name: (s["cache_fraction"], 100 * s["m_avg"], None) for name, s in results["policies"].items()}
+    score_vs_cache(points, "M-Avg accuracy (%)",
+                   f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path)
 
 
 def main(argv=None) -> int:
