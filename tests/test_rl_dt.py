@@ -13,15 +13,6 @@ SHIPPED = {"hopper": REPO / "checkpoints" / "dt-hopper",
            "walker2d": REPO / "checkpoints" / "dt-walker2d"}
 
 
-@pytest.fixture
-def one_thread():
-    """Per-step calls of a tiny model: extra threads only add sync cost (x30 on a busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _shipped(env):
     path = SHIPPED[env]
     if not (path / "model.safetensors").is_file():

@@ -15,14 +15,6 @@ from eval.rl.rollout import run_batch
 DT = Path(__file__).resolve().parents[1] / "checkpoints" / "dt-hopper"
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def recorded_rollout(bundle, policy, steps, seeds=(0,)):
     actions, histories = [], []
 

@@ -73,6 +73,16 @@ def _squeeze_spaces(text: str) -> str:
     return text
 
 
+def _after_first_prefix(prediction: str, prefixes) -> str | None:
+    """The text after the first of `prefixes` found (in list order) and one separator character;
+    "" if the prediction ends there, None if no prefix occurs."""
+    for prefix in prefixes:
+        at = prediction.find(prefix)
+        if at != -1:
+            return prediction[at + len(prefix) + 1:] if len(prediction) >= at + len(prefix) + 1 else ""
+    return None
+
+
 def code_debug(prediction, label, model_name="") -> float:
     """label = [function name, option letter]."""
     function, letter = label[0], label[1]
@@ -82,15 +92,10 @@ def code_debug(prediction, label, model_name="") -> float:
     for c in ["\n", "`", "'", '"', "-", "*", "Option", "option"]:
         prediction = prediction.replace(c, " ")
     prediction = _squeeze_spaces(prediction)
-    for prefix in ["answer is:", "is:", "answer:", "correct option is:"]:
-        at = prediction.find(prefix)
-        if at == -1:
-            continue
-        if len(prediction) < at + len(prefix) + 1:
-            return 0.0
-        rest = prediction[at + len(prefix) + 1:]
-        return float(rest.startswith(letter) or rest.startswith(function))
-    return 0.0
+    rest = _after_first_prefix(prediction, ["answer is:", "is:", "answer:", "correct option is:"])
+    if rest is None:
+        return 0.0
+    return float(rest != "" and (rest.startswith(letter) or rest.startswith(function)))
 
 
 def longbook_choice_eng(prediction, label, model_name="") -> float:
@@ -105,14 +110,9 @@ def longbook_choice_eng(prediction, label, model_name="") -> float:
     for c in ["\n", '"', "'", ".", ",", "?", "!", "{", "}"]:
         prediction = prediction.replace(c, " ")
     prediction = _squeeze_spaces(prediction)
-    for prefix in ["answer is:", "answer:", "answer is", "option is"]:
-        at = prediction.find(prefix)
-        if at == -1:
-            continue
-        if len(prediction) < at + len(prefix) + 1:
-            return 0.0
-        rest = prediction[at + len(prefix) + 1:]
-        return float(any(rest.startswith(s) for s in label))
+    rest = _after_first_prefix(prediction, ["answer is:", "answer:", "answer is", "option is"])
+    if rest is not None:
+        return float(rest != "" and any(rest.startswith(s) for s in label))
     for word in prediction.split():
         if word in "ABCD":  # substring test, as in the original ("AB" counts)
             return float(word in label)
