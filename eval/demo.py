@@ -13,19 +13,11 @@ from tqdm import tqdm
 
 from adapters.hf import greedy_generate
 from adapters.loading import load_model
-from core.policies import make_policy
 from eval.lm import builtin_tasks
+from eval.lm.run import policy_for
 
 DEFAULT_POLICIES = "full,namm,h2o,l2,recency,tova,snapkv,random"
 SHIPPED_NAMM = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-smollm2"
-
-
-def build_policy(name: str, budget: float, ckpt: str | None, n_up: int):
-    if name == "namm":
-        return make_policy("namm", ckpt=ckpt or "zeros")
-    if name == "full":
-        return make_policy("full")
-    return make_policy(name, budget=budget, n_up=n_up, update_at_prompt_end=True)
 
 
 def run(args) -> list[dict]:
@@ -41,7 +33,7 @@ def run(args) -> list[dict]:
     for name in policies:
         scores, fractions, prefill_s, decode_s, n_decoded = [], [], 0.0, 0.0, 0
         for (task, item), ids in zip(items, prompts):
-            policy = build_policy(name, args.budget, ckpt, args.n_up)
+            policy = policy_for(name, args.budget, ckpt, args.n_up, prompt_end=True)
             out = greedy_generate(model, ids, policy, max_new_tokens=builtin_tasks.MAX_NEW_TOKENS[task],
                                   eos_token_id=tokenizer.eos_token_id)
             prefill_s += out.prefill_seconds

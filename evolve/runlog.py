@@ -55,21 +55,13 @@ def plot_log(run_dir: Path, rows: list[dict]) -> None:
     held = [(r["generation"], r["heldout_fitness"]) for r in rows if r.get("heldout_fitness") is not None]
     if held:
         ax.plot(*zip(*held), "o-", label="mean of the distribution, held-out")
-    _stage_lines(ax, rows)
-    ax.set_xlabel("generation")
-    ax.set_ylabel("fitness (score / full-cache score)")
-    ax.legend(loc="best", fontsize=8)
-    _save(fig, Path(run_dir) / "fitness.png")
+    _finish(fig, ax, rows, "fitness (score / full-cache score)", Path(run_dir) / "fitness.png")
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(gens, [_num(r["cache_fraction_mean"]) for r in rows], label="population mean")
     held = [(r["generation"], r["heldout_cache_fraction"]) for r in rows if r.get("heldout_cache_fraction") is not None]
     if held:
         ax.plot(*zip(*held), "o-", label="mean of the distribution, held-out")
-    _stage_lines(ax, rows)
-    ax.set_xlabel("generation")
-    ax.set_ylabel("cache fraction (kept / processed)")
-    ax.legend(loc="best", fontsize=8)
-    _save(fig, Path(run_dir) / "cache_fraction.png")
+    _finish(fig, ax, rows, "cache fraction (kept / processed)", Path(run_dir) / "cache_fraction.png")
     plt.close("all")
 
 
@@ -81,6 +73,14 @@ def _stage_lines(ax, rows):
     for prev, row in zip(rows, rows[1:]):
         if row["stage"] != prev["stage"]:
             ax.axvline(row["generation"] - 0.5, color="gray", linestyle=":", linewidth=1)
+
+
+def _finish(fig, ax, rows, ylabel: str, path: Path) -> None:
+    _stage_lines(ax, rows)
+    ax.set_xlabel("generation")
+    ax.set_ylabel(ylabel)
+    ax.legend(loc="best", fontsize=8)
+    _save(fig, path)
 
 
 def _save(fig, path: Path) -> None:
