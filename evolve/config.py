@@ -59,6 +59,7 @@ class EvolveConfig:
     namm: dict = field(default_factory=dict)
     init_from: str | None = None
     toy_target: float = 0.05
+    cache_weight: float = 0.0  # objective = fitness - cache_weight x mean cache fraction (0: the reference)
 
     @property
     def total_generations(self) -> int:
@@ -187,7 +188,8 @@ class _Checker:
 
 _TOP = {"stages", "fitness", "model", "dtype", "device", "threads", "seed", "popsize", "sigma0", "elite_ratio",
         "diagonal", "active", "eval_every", "heldout_prompts", "heldout_seed", "calibration_prompts",
-        "calibration_length", "data", "data_dir", "namm", "init_from", "toy_target"}
+        "calibration_length", "data", "data_dir", "namm", "init_from", "toy_target",
+        "cache_weight"}
 _STAGE = {"name", "tasks", "generations", "prompts_per_task", "prompt_length"}
 
 
@@ -219,6 +221,7 @@ def _validate(data: dict, where: dict, source: str) -> EvolveConfig:
         "data_dir": c.string(get("data_dir"), ("data_dir",), optional=True),
         "init_from": c.string(get("init_from"), ("init_from",), optional=True),
         "toy_target": c.number(get("toy_target"), ("toy_target",)),
+        "cache_weight": c.number(get("cache_weight"), ("cache_weight",)),
     }
     if kw["fitness"] == "lm" and kw["data"] == "longbench" and kw["data_dir"] is None:
         c.fail(("data_dir",), "data 'longbench' needs the folder of LongBench's <task>.jsonl files (pass --data-dir)")

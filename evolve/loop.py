@@ -25,6 +25,16 @@ def member_namm(template: NAMM, params) -> NAMM:
                 template.normaliser.var.clone())
 
 
+def objective(config: EvolveConfig, fitness: np.ndarray, cache_fraction: np.ndarray) -> np.ndarray:
+    """What CMA-ES maximises: the task fitness, less `cache_weight` x the cache fraction when that named
+    option is set (the reference uses the task fitness alone)."""
+    if not config.cache_weight:
+        return fitness
+    if not np.isfinite(cache_fraction).all():
+        raise ValueError("cache_weight is set but the fitness reports no cache fraction")
+    return fitness - config.cache_weight * cache_fraction
+
+
 def initial_mean(config: EvolveConfig, n_params: int) -> np.ndarray:
     if config.init_from is None:
         return np.zeros(n_params)
@@ -75,20 +85,26 @@ def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume
             result = fitness.evaluate(member_namm(template, solutions[i]))
             local[i, 0], local[i, 1] = result.fitness, result.cache_fraction
         gathered = dist.sum(local).numpy()
-        values, fractions = gathered[:, 0], gathered[:, 1]
+        task_values, fractions = gathered[:, 0], gathered[:, 1]
+        values = objective(config, task_values, fractions)
         optimizer.tell(solutions, values)
         row = {"generation": generation, "stage": stage_index, "stage_name": stage.name,
                "stage_generation": in_stage, "fitness_mean": float(values.mean()),
                "fitness_max": float(values.max()), "fitness_min": float(values.min()),
                "cache_fraction_mean": float(np.nanmean(fractions)) if np.isfinite(fractions).any() else None,
                "sigma": optimizer.sigma}
+        if config.cache_weight:
+            row["task_fitness_mean"] = float(task_values.mean())
         if (generation + 1) % config.eval_every == 0 or in_stage == stage.generations - 1:
             mean_namm = member_namm(template, optimizer.mean)
             held = fitness.evaluate_heldout(mean_namm, stage_index)
             if held is not None:
-                row["heldout_fitness"], row["heldout_cache_fraction"] = held.fitness, held.cache_fraction
-                if state.best.get("stage") != stage_index or held.fitness > state.best["fitness"]:
-                    state.best = {"fitness": held.fitness, "cache_fraction": held.cache_fraction,
+                held_value = float(objective(config, np.array([held.fitness]), np.array([held.cache_fraction]))[0])
+                row["heldout_fitness"], row["heldout_cache_fraction"] = held_value, held.cache_fraction
+                if config.cache_weight:
+                    row["heldout_task_fitness"] = held.fitness
+                if state.best.get("stage") != stage_index or held_value > state.best["fitness"]:
+                    state.best = {"fitness": held_value, "cache_fraction": held.cache_fraction,
                                   "generation": generation, "stage": stage_index, "stage_name": stage.name}
                     if dist.is_main:
                         save_best(run_dir, mean_namm, state.best)
