@@ -22,7 +22,7 @@ DEFAULT_CHAT = {
     "passkey": False,
     "multikey_niah": False,
     "kv_retrieval": True,
-    "variable_tracking": True,
+    "variable_tracking": False,
     "fewshot_classification": False,
     "fact_qa": False,
 }
@@ -31,7 +31,7 @@ MAX_NEW_TOKENS = {
     "passkey": 8,
     "multikey_niah": 8,
     "kv_retrieval": 8,
-    "variable_tracking": 24,
+    "variable_tracking": 8,
     "fewshot_classification": 6,
     "fact_qa": 8,
 }
@@ -226,34 +226,31 @@ def _kv(rng, length, count) -> Item:
 
 
 KV_PAIRS = 8
-VT_HOPS = 1
+VT_VARIABLES, VT_ROUNDS = 3, 3
 
 
 def _variable_tracking(rng, length, count) -> Item:
-    n_chains, hops = 3, VT_HOPS
-    all_names = rng.sample(_KEY_WORDS, n_chains * (hops + 1))
-    values = _distinct(rng, lambda: _digits(rng, 5), n_chains)
-    chains, statements = [], []
-    for c in range(n_chains):
-        names = all_names[c * (hops + 1):(c + 1) * (hops + 1)]
-        chains.append(names)
-        chain = [f"The value of VAR {names[0]} is {values[c]}."] + [
-            f"VAR {names[i]} gets its value from VAR {names[i - 1]}." for i in range(1, hops + 1)]
-        statements.append(chain)
-    target = rng.randrange(n_chains)
-    head = "Memorize the variable assignments hidden in the following text."
-    question = f"What is the value of VAR {chains[target][-1]}?"
-    budget = length - count(head) - 2 * count(question) - sum(count(s) for ch in statements for s in ch) - 16
+    """Variables reassigned in rounds (`VAR x = 12345.`); the question asks for one variable's latest value.
+
+    Round r's assignments lie in the r-th part of the text, so the latest value is the last one written.
+    The options are the target's own values (chance 1/VT_ROUNDS): naming an earlier value scores nothing.
+    """
+    names = rng.sample(_KEY_WORDS, VT_VARIABLES)
+    values = _distinct(rng, lambda: _digits(rng, 5), VT_VARIABLES * VT_ROUNDS)
+    rounds = [[f"VAR {name} = {values[r * VT_VARIABLES + v]}." for v, name in enumerate(names)]
+              for r in range(VT_ROUNDS)]
+    target = rng.randrange(VT_VARIABLES)
+    head = ("Track the variables in the following text. A variable can be assigned several times; "
+            "only its latest assignment counts.")
+    question = f"What is the latest value of VAR {names[target]}?"
+    budget = length - count(head) - 2 * count(question) - sum(count(s) for r in rounds for s in r) - 16
     sentences = _fill(rng, budget, count, _bland_sentence)
-    # Keep each chain in order: insert its statements at increasing depths.
-    for chain in statements:
-        cuts = sorted(rng.randint(0, len(sentences)) for _ in chain)
-        for offset, (cut, statement) in enumerate(zip(cuts, chain)):
-            sentences.insert(cut + offset, statement)
-    prompt = f"{head} {question}\n\n{' '.join(sentences)}\n\n{question} Follow the assignments."
-    # The prefix starts the readback: the model must name the source variable, then find its value.
-    return Item("variable_tracking", prompt, [values[target]], "first_option",
-                f"VAR {chains[target][-1]} gets its value from VAR", values)
+    n, body = len(sentences), []
+    for r, statements in enumerate(rounds):
+        body += _insert(rng, sentences[r * n // VT_ROUNDS:(r + 1) * n // VT_ROUNDS], statements, 0.0, 1.0)
+    prompt = f"{head} {question}\n\n{' '.join(body)}\n\n{question}"
+    history = [values[r * VT_VARIABLES + target] for r in range(VT_ROUNDS)]
+    return Item("variable_tracking", prompt, [history[-1]], "first_option", f"VAR {names[target]} =", history)
 
 
 def _fewshot(rng, length, count) -> Item:

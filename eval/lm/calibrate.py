@@ -46,11 +46,14 @@ NOTES = """## Formats tried (SmolLM2-135M-Instruct, 1000 tokens, 4-6 items each)
 - kv_retrieval: a dense JSON object of ~70 random 6-letter keys scored 0% with the answer prefix
   `The value of "key" is`; priming the JSON pattern (`"key": "`) as the answer prefix gave 25%;
   8 word keys hidden in filler text with the primed prefix: plain 0%, chat 50% (chance 12.5%); chat kept.
-- variable_tracking: no format got above chance (33%): 2 hops with random 4-letter names 0% plain / 25%
-  chat; 1 hop with word names and `VAR x =`, `VAR x = VAR`, newline-separated statements or
-  natural-language statements: 0-17%. The model copies the name of the source variable correctly but
-  does not then look up its value. Kept (1 hop, natural language, chat) as the task a larger model
-  should pass; with this model it measures nothing above chance.
+- variable_tracking, copy chains as in RULER (`VAR b = VAR a`, value of b?): no format got above chance
+  (33%): 2 hops with random 4-letter names 0% plain / 25% chat; 1 hop with word names and `VAR x =`,
+  `VAR x = VAR`, newline-separated or natural-language statements: 0-17%; asking for the name that copies
+  a variable: 0% (12 items). The model copies the name of the source variable but does not then look up
+  its value. Replaced by reassignment tracking (3 variables each assigned in 3 rounds, `VAR x = 12345.`,
+  the latest value asked, prefix `VAR x =`): 15/28 items at 1000 tokens (plain; chat 3/6), 5/12 at 2000,
+  chance 33%. Narrative moves ("Maya Silva moved to Oslo.", where does she live now?): 3/10 with 3 moves
+  (chance 33%), 3/10 with 2 (chance 50%).
 """
 
 
