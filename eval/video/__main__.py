@@ -1,12 +1,15 @@
 """`python -m eval.video`: a LLaVA-NeXT-Video model under every memory policy on a video benchmark.
 
-    python -m eval.video [--ckpt NAMM_DIR] [--benchmark builtin|mlvu] [--data-dir D] [--frames 32]
-                         [--policies full,namm,h2o,l2] [--limit N]
+    python -m eval.video [--ckpt NAMM_DIR] [--benchmark builtin|mlvu|longvideobench] [--data-dir D]
+                         [--model M] [--frames 32] [--policies full,namm,h2o,l2] [--limit N]
 
 `builtin` is the generated MLVU-format benchmark (its test split is generated on first use under
-.cache/video_builtin-eval). Prints per-task accuracy and M-Avg per policy with the mean cache
-fraction; writes results JSON and a plot of accuracy against cache fraction. The default model is
-the small one shipped in checkpoints/llava-video-tiny (see zoo/video).
+.cache/video_builtin-eval). MLVU and the builtin benchmark print per-task accuracy and M-Avg per
+policy; LongVideoBench prints accuracy overall and by duration group (and writes the breakdown by
+question category to the results JSON). Every table carries the mean cache fraction; the results JSON
+and a plot of accuracy against cache fraction are written. The default model is the small one
+shipped in checkpoints/llava-video-tiny (see zoo/video); `--model` also takes a Hugging Face
+LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
 """
 from __future__ import annotations
 
@@ -21,8 +24,9 @@ from tqdm import tqdm
 from adapters.hf import attach
 from core.policies import make_policy
 from core.atomic import write_json_atomic
+from eval.video import longvideobench as lvb
 from eval.video import mlvu
-from eval.video.answering import run_mlvu
+from eval.video.answering import run_lvb, run_mlvu
 from eval.plots import score_vs_cache
 from eval.video.frames import DecodeStats
 
@@ -60,30 +64,50 @@ def build_policy(name: str, args):
     return make_policy(name, budget=args.budget, n_up=args.n_up or 512, update_at_prompt_end=args.prompt_end)
 
 
-def evaluate_policy(model, processor, items, name, args):
-    from zoo.video.model import generate_reply
-
+def evaluate_policy(chat, items, name, args):
     fractions = []
     policy = build_policy(name, args)
     stats = DecodeStats()
 
-    def reply(frames, item):
-        prompt = processor.chat_prompt(mlvu.SYSTEM, mlvu.question_text(item), mlvu.ANSWER_PREFIX)
-        with attach(model, policy) as session:
-            text = generate_reply(model, processor, frames, prompt, args.max_new_tokens)
+    def answer(frames, prompt):
+        with attach(chat.model, policy) as session:
+            text = chat.reply(frames, prompt, args.max_new_tokens)
             fractions.append(session.cache.fraction() if session.cache is not None else 1.0)
         return text
 
     started = time.perf_counter()
-    rows = run_mlvu(items, reply, args.frames, stats, log=lambda m: tqdm.write(m))
-    summary = mlvu.summarize(rows)
+    log = lambda m: tqdm.write(m)  # noqa: E731
+    if args.benchmark == "longvideobench":
+        rows = run_lvb(items, lambda frames, parts, item: answer(frames, chat.lvb_prompt(parts)), args.frames,
+                       args.subtitles, args.seed, stats, log=log)
+        summary = lvb.summarize(rows)
+    else:
+        rows = run_mlvu(items, lambda frames, item: answer(frames, chat.mlvu_prompt(item)), args.frames, stats, log=log)
+        summary = mlvu.summarize(rows)
     summary.update(cache_fraction=sum(fractions) / len(fractions) if fractions else None,
                    seconds_per_item=(time.perf_counter() - started) / max(1, len(items)),
                    decode_frames_per_second=round(stats.frames_per_second, 1))
     return summary
 
 
+def format_lvb_table(results: dict) -> str:
+    groups = sorted({g for s in results["policies"].values() for g in s["by_duration_group"]}, key=_group_order)
+    lines = [f"{'policy':<10}" + "".join(f"{'dur ' + g:>12}" for g in groups) + f"{'overall':>9}{'missing':>9}{'cache':>7}"]
+    for name, s in results["policies"].items():
+        cells = "".join(f"{100 * s['by_duration_group'][g]['acc']:>12.1f}" if g in s["by_duration_group"] else f"{'-':>12}"
+                        for g in groups)
+        lines.append(f"{name:<10}{cells}{100 * s['acc']:>9.1f}{s['num_missing']:>9}{s['cache_fraction']:>7.2f}")
+    lines.append(f"{'chance':<10}" + " " * 12 * len(groups) + f"{100 * results['chance']['overall']:>9.1f}")
+    return "\n".join(lines)
+
+
+def _group_order(group: str):
+    return (0, float(group)) if group.replace(".", "", 1).isdigit() else (1, group)
+
+
 def format_table(results: dict) -> str:
+    if results["benchmark"] == "longvideobench":
+        return format_lvb_table(results)
     tasks = sorted({t for s in results["policies"].values() for t in s["per_task"]})
     lines = [f"{'policy':<10}" + "".join(f"{t[:14]:>16}" for t in tasks) + f"{'M-Avg':>8}{'cache':>7}"]
     for name, s in results["policies"].items():
@@ -95,8 +119,9 @@ def format_table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
-    points = {name: (s["cache_fraction"], 100 * s["m_avg"], None) for name, s in results["policies"].items()}
-    score_vs_cache(points, "M-Avg accuracy (%)",
+    key, label = ("acc", "accuracy (%)") if results["benchmark"] == "longvideobench" else ("m_avg", "M-Avg accuracy (%)")
+    points = {name: (s["cache_fraction"], 100 * s[key], None) for name, s in results["policies"].items()}
+    score_vs_cache(points, label,
                    f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path)
 
 
@@ -104,9 +129,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.video", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", default=None, help="NAMM checkpoint folder (default: the all-zero NAMM)")
-    parser.add_argument("--benchmark", default="builtin", choices=["builtin", "mlvu"])
-    parser.add_argument("--data-dir", default=None, help="MLVU folder (json/ and video/)")
-    parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-tiny"))
+    parser.add_argument("--benchmark", default="builtin", choices=["builtin", "mlvu", "longvideobench"])
+    parser.add_argument("--data-dir", default=None,
+                        help="MLVU folder (json/ and video/) or LongVideoBench folder (lvb_val.json, videos/, subtitles/)")
+    parser.add_argument("--annotation", default="lvb_val.json", help="LongVideoBench annotation file in --data-dir")
+    parser.add_argument("--subtitles", action="store_true", help="LongVideoBench: add the subtitles (interleaved by time)")
+    parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-tiny"),
+                        help="the tiny model's folder, or a Hugging Face LLaVA-NeXT-Video folder or name")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0, help="LongVideoBench: random choice for unparsable replies")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--policies", default="full,namm,h2o,l2")
     parser.add_argument("--budget", type=float, default=0.5, help="baselines' cache budget (fraction)")
@@ -114,26 +146,34 @@ def main(argv=None) -> int:
                         help="update interval for every policy (default: 512 for baselines, the checkpoint's for NAMM)")
     parser.add_argument("--no-prompt-end", dest="prompt_end", action="store_false",
                         help="do not also update when the prompt ends (video prompts are often shorter than n_up)")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many items per task")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many items per task (MLVU, builtin) or in all (LongVideoBench)")
     parser.add_argument("--n-test", type=int, default=100, help="videos generated for the builtin benchmark")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/video")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from zoo.video.model import load_video_model
+    from eval.video.models import load_video_chat
 
-    if args.benchmark == "mlvu" and not args.data_dir:
-        sys.exit("--benchmark mlvu needs --data-dir with the MLVU json/ and video/ folders")
-    data = builtin_split(args.n_test) if args.benchmark == "builtin" else Path(args.data_dir)
-    items = mlvu.load(data, tasks=None)
-    if args.limit:
-        items = first_per_task(items, args.limit)
-    model, processor = load_video_model(args.model)
-    results = {"model": Path(args.model).name, "benchmark": args.benchmark, "frames": args.frames,
-               "ckpt": args.ckpt, "budget": args.budget, "chance": mlvu.chance_by_task(items), "policies": {}}
+    if args.benchmark != "builtin" and not args.data_dir:
+        sys.exit(f"--benchmark {args.benchmark} needs --data-dir with the benchmark's files")
+    if args.benchmark == "longvideobench":
+        items = lvb.load(args.data_dir, args.annotation)
+        if args.limit:
+            items = items[:args.limit]
+        chance = {"overall": sum(1 / len(it.candidates) for it in items) / max(1, len(items))}
+    else:
+        data = builtin_split(args.n_test) if args.benchmark == "builtin" else Path(args.data_dir)
+        items = mlvu.load(data, tasks=None)
+        if args.limit:
+            items = first_per_task(items, args.limit)
+        chance = mlvu.chance_by_task(items)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    chat = load_video_chat(args.model, dtype, args.device)
+    results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
+               "ckpt": args.ckpt, "budget": args.budget, "chance": chance, "policies": {}}
     for name in tqdm(args.policies.split(","), desc="eval.video", unit="policy"):
-        results["policies"][name] = evaluate_policy(model, processor, items, name, args)
+        results["policies"][name] = evaluate_policy(chat, items, name, args)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", results)

@@ -1,0 +1,97 @@
+"""The video chat models `python -m eval.video` drives: the project's tiny LLaVA-NeXT-Video (a folder
+with `tiny_video_processor.json`) or a Hugging Face `LlavaNextVideoForConditionalGeneration` by folder or
+hub name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf, where its weights exist).
+
+Both turn frames into inputs the same way (shortest edge resized to the vision tower's image size,
+centre crop, CLIP normalisation; the one `<video>` token expanded to frames x pooled patches), so no
+torchvision is needed. The Hugging Face model uses its model card's prompt,
+`USER: <video>\\n{text} ASSISTANT:`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eval.video import longvideobench as lvb
+from eval.video import mlvu
+
+HF_TEMPLATE = "USER: {video}\n{text} ASSISTANT:"
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer with the small interface the frame processor uses."""
+
+    def __init__(self, tokenizer, video_token_id: int):
+        self.inner = tokenizer
+        self.video_token_id = int(video_token_id)
+        self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
+        if self.video_token is None or self.video_token == tokenizer.unk_token:
+            raise ValueError(f"the tokenizer has no token for the model's video_token_index {video_token_id}")
+
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        return self.inner(text, add_special_tokens=add_bos).input_ids
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return self.inner.decode(ids, skip_special_tokens=skip_special_tokens)
+
+
+class VideoChat:
+    """`mlvu_prompt(item)` / `lvb_prompt(parts)` build the prompt text; `reply(frames, prompt)` is the
+    greedy reply (new tokens only)."""
+
+    def __init__(self, model, processor, name: str, hf_template: bool):
+        self.model, self.processor, self.name, self.hf_template = model, processor, name, hf_template
+
+    def _wrap(self, text: str, answer_prefix: str) -> str:
+        if self.hf_template:
+            prompt = HF_TEMPLATE.format(video=self.processor.tokenizer.video_token, text=text)
+            return prompt + (" " + answer_prefix if answer_prefix else "")
+        return self.processor.chat_prompt("", text, answer_prefix)
+
+    def mlvu_prompt(self, item: mlvu.MLVUItem) -> str:
+        if self.hf_template:
+            return self._wrap(mlvu.SYSTEM + "\n" + mlvu.question_text(item), mlvu.ANSWER_PREFIX)
+        return self.processor.chat_prompt(mlvu.SYSTEM, mlvu.question_text(item), mlvu.ANSWER_PREFIX)
+
+    def lvb_prompt(self, parts: list) -> str:
+        """The frames as one video, then the texts in their official order (subtitles interleaved by time
+        among themselves, then question, options and instruction): the model takes one video, so
+        subtitles follow the frames instead of sitting between them."""
+        texts = [p for p in parts if not isinstance(p, lvb.FrameRef)]
+        return self._wrap("\n".join(texts), "")
+
+    @torch.no_grad()
+    def reply(self, frames: np.ndarray, prompt: str, max_new_tokens: int) -> str:
+        inputs = self.processor(prompt, frames)
+        device = next(self.model.parameters()).device
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
+        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        return self.processor.decode(out[0, inputs["input_ids"].shape[1]:].tolist())
+
+
+def load_video_chat(name_or_path: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> VideoChat:
+    from zoo.video.processor import FILE as TINY_PROCESSOR
+
+    path = Path(name_or_path)
+    if (path / TINY_PROCESSOR).is_file():
+        from zoo.video.model import load_video_model
+
+        model, processor = load_video_model(path)
+        return VideoChat(model.to(device), processor, path.name, hf_template=False)
+    if path.exists() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: neither a tiny video model ({TINY_PROCESSOR}) nor a Hugging Face "
+                                f"model folder (config.json)")
+    from transformers import AutoTokenizer, LlavaNextVideoForConditionalGeneration
+
+    from zoo.video.processor import TinyVideoProcessor
+
+    model = LlavaNextVideoForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype,
+                                                                   attn_implementation="sdpa").to(device).eval()
+    config = model.config
+    tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(name_or_path), config.video_token_index)
+    vision = config.vision_config
+    processor = TinyVideoProcessor(tokenizer, vision.image_size, vision.patch_size, config.spatial_pool_stride)
+    return VideoChat(model, processor, path.name or str(name_or_path), hf_template=True)
