@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from eval.lm import builtin_tasks as bt
@@ -36,3 +38,18 @@ def test_first_option_rejects_listing_every_option():
     item = bt.make_items("multikey_niah", 1, 300, seed=0)[0]
     wrong_first = [v for v in item.options if v not in item.answers][0]
     assert bt.score_item(item, f"{wrong_first} or {item.answers[0]}") == 0.0
+
+
+def test_fewshot_prefix_continues_the_example_pattern():
+    item = bt.make_items("fewshot_classification", 1, 400, seed=0)[0]
+    text = bt.render(item, chat=False)
+    last_example = item.prompt.rsplit("\n\n", 2)[-2]
+    assert last_example.startswith("Word: ") and "\nCategory: " in last_example
+    assert text.endswith("\n\n" + item.prompt.rsplit("\n\n", 1)[-1] + "\nCategory:")
+
+
+def test_variable_tracking_asks_for_the_latest_assignment():
+    item = bt.make_items("variable_tracking", 1, 600, seed=3)[0]
+    name = item.answer_prefix.split()[1]
+    assigned = re.findall(rf"VAR {name} = (\d+)\.", item.prompt)
+    assert assigned == item.options and item.answers == [assigned[-1]] and len(set(assigned)) == bt.VT_ROUNDS

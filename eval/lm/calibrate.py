@@ -51,9 +51,14 @@ NOTES = """## Formats tried (SmolLM2-135M-Instruct, 1000 tokens, 4-6 items each)
   `VAR x = VAR`, newline-separated or natural-language statements: 0-17%; asking for the name that copies
   a variable: 0% (12 items). The model copies the name of the source variable but does not then look up
   its value. Replaced by reassignment tracking (3 variables each assigned in 3 rounds, `VAR x = 12345.`,
-  the latest value asked, prefix `VAR x =`): 15/28 items at 1000 tokens (plain; chat 3/6), 5/12 at 2000,
-  chance 33%. Narrative moves ("Maya Silva moved to Oslo.", where does she live now?): 3/10 with 3 moves
-  (chance 33%), 3/10 with 2 (chance 50%).
+  the latest value asked, prefix `VAR x =`, chance 33%): it depends on the items drawn: 15/28 at 1000
+  tokens with item seeds 7 and 11, but 0/12 with seed 0 (and 2/12 with clean names or 3-letter codes);
+  most wrong replies name the target's FIRST value: the model retrieves, it does not track. With this
+  model the task stays near chance (see the table); it is kept because eviction decides its answer.
+  Narrative moves ("Maya Silva moved to Oslo.", where does she live now?): 3/10 with 3 moves (chance
+  33%), 3/10 with 2 (chance 50%).
+- fewshot_classification: the answer prefix must continue the examples' pattern (`...\nCategory:`);
+  with a blank line before it the model names an example word (25% at 1000 tokens, 20 items).
 """
 
 
