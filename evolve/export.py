@@ -8,6 +8,7 @@ The folder is assembled beside the destination and renamed into place, so a read
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 from core.namm import NAMM
 from evolve.checkpoint import BEST, LATEST
 
-HISTORY = ("config.yaml", "log.jsonl", "fitness.png", "cache_fraction.png", "best.json", "state.json")
+HISTORY = ("config.yaml", "log.jsonl", "fitness.png", "cache_fraction.png", "best.json")
 
 
 def export(run_dir: Path, out: Path, which: str = BEST) -> Path:
@@ -27,6 +28,9 @@ def export(run_dir: Path, out: Path, which: str = BEST) -> Path:
     namm = NAMM.from_pretrained(source)  # validates before anything is written
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's folder is private; a shipped folder is not
     try:
         namm.save_pretrained(staging)
         (staging / "evolution").mkdir()
@@ -37,8 +41,13 @@ def export(run_dir: Path, out: Path, which: str = BEST) -> Path:
             keep = [p for p in out.iterdir() if p.name not in {"config.json", "model.safetensors", "evolution"}]
             for extra in keep:  # files a person added (README.md, held-out results) stay
                 shutil.move(str(extra), staging / extra.name)
-            shutil.rmtree(out)
-        staging.rename(out)
+            retired = out.parent / f".{out.name}.old"
+            shutil.rmtree(retired, ignore_errors=True)
+            out.rename(retired)
+            staging.rename(out)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
