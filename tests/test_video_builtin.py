@@ -51,3 +51,21 @@ def test_mlvu_loader_reads_it_and_answers_match_frames(tmp_path):
             hits = [f for f in frames if f.max() > 100 and
                     max(masks, key=lambda s: ((f.max(-1) > 100) == masks[s]).mean()) == shape]
             assert len(hits) == 1 and colour_of(hits[0]) == it.answer_text
+
+
+def test_fixed_options_and_count_matches_frames(tmp_path):
+    from zoo.video.scenes import OPTION_COLOURS, OPTION_COUNTS
+
+    _make(tmp_path)
+    items = mlvu.load(tmp_path / "test", tasks=None)
+    for it in items:
+        assert tuple(it.candidates) == (OPTION_COUNTS if it.task == "count" else OPTION_COLOURS)
+        assert it.answer_text in it.candidates
+        if it.task == "count":
+            colour = it.question.split()[5]
+            frames = mlvu.load_frames(it, 32)  # one frame per segment: each appearance is one frame
+            centre = frames[:, 28:36, 28:36].reshape(len(frames), -1, 3).mean(1)
+            lit = frames.max(axis=(1, 2, 3)) > 100
+            dist = {c: np.abs(centre - np.array(rgb)).sum(1) for c, rgb in COLOURS.items()}
+            nearest = [min(dist, key=lambda c: dist[c][i]) for i in range(len(frames))]
+            assert sum(1 for i in range(len(frames)) if lit[i] and nearest[i] == colour) == int(it.answer_text)

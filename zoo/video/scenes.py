@@ -4,9 +4,16 @@ A video is a sequence of segments (default 32 x 4 frames). Each segment is empty
 one shape in one colour. Adjacent segments never show the same colour, so every run of a colour
 is one appearance. Four question types, each answerable from one sampled frame per segment:
   needle      "What colour is the <shape>?"             (that shape appears exactly once)
-  count       "How many times does a <colour> shape appear?"
-  order       "What appears right after the <colour> <shape>?"  (target appears once)
+  count       "How many times does a <colour> shape appear?"        (1 to 4 times)
+  order       "What colour is the shape right after the <colour> <shape>?"  (target appears once)
   first_last  "What colour is the shape at the beginning/end of the video?"
+
+Every question of a type has the same four options in the same order: the colours of
+OPTION_COLOURS, or the counts 1-4 (videos use all six colours; the asked-for colour is one of the
+four). The answer is drawn uniformly among the options, so chance is 25% per type. A fixed option
+list spares a tiny model from matching shuffled option texts to letters, which it does not learn
+from scratch in CPU minutes (see zoo/video/train.py); the question still has to be answered from
+the right frames.
 """
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ TASKS = ("needle", "count", "order", "first_last")
 TASK_FILES = {t: f"{i + 1}_{t}.json" for i, t in enumerate(TASKS)}
 COLOUR_NAMES = tuple(COLOURS)
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+OPTION_COLOURS = ("red", "green", "blue", "yellow")
+OPTION_COUNTS = ("1", "2", "3", "4")
 
 
 @dataclass
@@ -62,14 +71,13 @@ def _obj(o: tuple[str, str]) -> str:
     return f"{o[1]} {o[0]}"
 
 
-def _record(spec: VideoSpec, task: str, question: str, answer: str, distractors: list[str], rng: random.Random) -> dict:
-    cands = [answer] + distractors[:3]
-    rng.shuffle(cands)
+def _record(spec: VideoSpec, task: str, question: str, answer: str, options: tuple[str, ...]) -> dict:
+    assert answer in options
     return {
         "video": spec.name,
         "duration": spec.duration,
         "question": question,
-        "candidates": cands,
+        "candidates": list(options),
         "answer": answer,
         "question_type": task,
     }
@@ -78,59 +86,53 @@ def _record(spec: VideoSpec, task: str, question: str, answer: str, distractors:
 def _needle(spec: VideoSpec, rng: random.Random) -> dict | None:
     shapes = [s[0] for s in spec.segments if s]
     once = [sh for sh in SHAPES if shapes.count(sh) == 1]
+    once = [sh for sh in once if next(s[1] for s in spec.segments if s and s[0] == sh) in OPTION_COLOURS]
     if not once:
         return None
     shape = rng.choice(once)
     colour = next(s[1] for s in spec.segments if s and s[0] == shape)
-    others = rng.sample([c for c in COLOUR_NAMES if c != colour], 3)
-    return _record(spec, "needle", f"What colour is the {shape}?", colour, others, rng)
+    return _record(spec, "needle", f"What colour is the {shape}?", colour, OPTION_COLOURS)
 
 
-def _count(spec: VideoSpec, rng: random.Random) -> dict | None:
-    colour = rng.choice(COLOUR_NAMES)
-    k = sum(1 for s in spec.segments if s and s[1] == colour)
-    if not 1 <= k <= 8:
+def _count(spec: VideoSpec, rng: random.Random, k: int | None = None) -> dict | None:
+    k = k or rng.randint(1, len(OPTION_COUNTS))
+    colours = [c for c in COLOUR_NAMES if sum(1 for s in spec.segments if s and s[1] == c) == k]
+    if not colours:
         return None
-    others = rng.sample([n for n in range(1, 9) if n != k], 3)
-    return _record(
-        spec, "count", f"How many times does a {colour} shape appear?", str(k), [str(n) for n in others], rng
-    )
+    colour = rng.choice(colours)
+    return _record(spec, "count", f"How many times does a {colour} shape appear?", str(k), OPTION_COUNTS)
 
 
-def _order(spec: VideoSpec, rng: random.Random) -> dict | None:
+def _order(spec: VideoSpec, rng: random.Random, colour: str | None = None) -> dict | None:
     segs = spec.segments
     objs = [s for s in segs if s]
-    options = [i for i in range(len(segs) - 1) if segs[i] and segs[i + 1] and objs.count(segs[i]) == 1]
+    colour = colour or rng.choice(OPTION_COLOURS)
+    options = [i for i in range(len(segs) - 1)
+               if segs[i] and segs[i + 1] and objs.count(segs[i]) == 1 and segs[i + 1][1] == colour]
     if not options:
         return None
     i = rng.choice(options)
-    answer = _obj(segs[i + 1])
-    pool = sorted({_obj(o) for o in objs} - {answer, _obj(segs[i])})
-    rng.shuffle(pool)
-    while len(pool) < 3:
-        extra = _obj((rng.choice(SHAPES), rng.choice(COLOUR_NAMES)))
-        if extra not in pool and extra not in (answer, _obj(segs[i])):
-            pool.append(extra)
-    return _record(spec, "order", f"What appears right after the {_obj(segs[i])}?", answer, pool[:3], rng)
+    return _record(spec, "order", f"What colour is the shape right after the {_obj(segs[i])}?", colour, OPTION_COLOURS)
 
 
 def _first_last(spec: VideoSpec, rng: random.Random) -> dict | None:
     which = rng.choice(("beginning", "end"))
     seg = spec.segments[0] if which == "beginning" else spec.segments[-1]
-    if seg is None:
+    if seg is None or seg[1] not in OPTION_COLOURS:
         return None
-    others = rng.sample([c for c in COLOUR_NAMES if c != seg[1]], 3)
-    return _record(spec, "first_last", f"What colour is the shape at the {which} of the video?", seg[1], others, rng)
+    return _record(spec, "first_last", f"What colour is the shape at the {which} of the video?", seg[1], OPTION_COLOURS)
 
 
 MAKERS = {"needle": _needle, "count": _count, "order": _order, "first_last": _first_last}
 
 
 def make_video(rng: random.Random, name: str, n_segments: int, frames_per_segment: int, fps: int) -> tuple[VideoSpec, dict[str, dict]]:
-    """A video whose segments allow a question of every type (resampled until they do)."""
+    """A video whose segments allow a question of every type (resampled until they do). The answers
+    of count and order are drawn before the video so that resampling does not skew them."""
+    targets = {"count": (rng.randint(1, len(OPTION_COUNTS)),), "order": (rng.choice(OPTION_COLOURS),)}
     for _ in range(1000):
         spec = VideoSpec(name, random_segments(rng, n_segments), frames_per_segment, fps)
-        questions = {t: MAKERS[t](spec, rng) for t in TASKS}
+        questions = {t: MAKERS[t](spec, rng, *targets.get(t, ())) for t in TASKS}
         if all(q is not None for q in questions.values()):
             return spec, questions
     raise RuntimeError("could not generate a video that supports every question type")

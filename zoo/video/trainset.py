@@ -103,12 +103,41 @@ def encode_captions(processor: TinyVideoProcessor, labels: list[list[str]], n_fr
     return [(prompt, processor.tokenizer.encode(" ".join(words), add_bos=False) + [eos]) for words in labels]
 
 
+LOOKUP_QUESTION = "Which option is"
+
+
+def lookup_item(item: mlvu.MLVUItem) -> mlvu.MLVUItem:
+    """The item with its question replaced by "Which option is <answer text>?" (same options): a
+    text-only form that teaches matching an option's text to its letter."""
+    from dataclasses import replace
+
+    return replace(item, question=f"{LOOKUP_QUESTION} {item.answer_text}?")
+
+
+def bare_prompt_text(processor: TinyVideoProcessor, item: mlvu.MLVUItem) -> str:
+    """The official prompt without the options list (still ending in "Best option:(")."""
+    question = f"Question: {item.question}{mlvu.QUESTION_SUFFIX}"
+    return processor.chat_prompt(mlvu.SYSTEM, question, mlvu.ANSWER_PREFIX)
+
+
+def encode_bare(processor: TinyVideoProcessor, items: list[mlvu.MLVUItem], n_frames: int) -> list[tuple[list[int], list[int]]]:
+    """Auxiliary form with no options: the reply after "Best option:(" is the answer text itself.
+    It trains the very position that must give the letter in the official form to read the
+    answer from the video; with fixed option lists the letter is then a linear read-out."""
+    eos = processor.tokenizer.eos_token_id
+    return [(processor.expand_ids(bare_prompt_text(processor, it), n_frames),
+             processor.tokenizer.encode(it.answer_text, add_bos=False) + [eos]) for it in items]
+
+
 def encode_items(processor: TinyVideoProcessor, items: list[mlvu.MLVUItem], n_frames: int,
-                 auxiliary: bool = False) -> list[tuple[list[int], list[int]]]:
+                 auxiliary: bool = False, lookup: bool = False) -> list[tuple[list[int], list[int]]]:
     """(prompt ids with the expanded video, answer ids ending in eos) per item; `auxiliary` uses
-    the "Answer:" form with the option text as the reply."""
+    the "Answer:" form with the option text as the reply; `lookup` asks for the option whose text
+    is given in the question (see `lookup_item`)."""
     eos = processor.tokenizer.eos_token_id
     prefix = AUX_PREFIX if auxiliary else mlvu.ANSWER_PREFIX
+    if lookup:
+        items = [lookup_item(it) for it in items]
     return [
         (processor.expand_ids(prompt_text(processor, it, prefix), n_frames),
          processor.tokenizer.encode(it.answer_text if auxiliary else answer_text(it), add_bos=False) + [eos])
