@@ -33,7 +33,7 @@ def test_short_run_writes_table_and_results(tmp_path, capsys):
     finally:
         torch.set_num_threads(before)
     table = capsys.readouterr().out
-    assert "M-Avg" in table and "h2o" in table and "chance" in table
+    assert "M-Avg" in table and "h2o" in table and "chance" in table and "decode fps" in table
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["policies"]["full"]["cache_fraction"] == 1.0
     assert results["policies"]["h2o"]["cache_fraction"] < 0.7

@@ -85,7 +85,7 @@ def test_longvideobench_run_writes_table_counts_missing(shared_dir, tmp_path, ca
     finally:
         torch.set_num_threads(before)
     table = capsys.readouterr().out
-    assert "overall" in table and "h2o" in table and "chance" in table
+    assert "overall" in table and "h2o" in table and "chance" in table and "decode fps" in table
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     full = results["policies"]["full"]
     assert full["num"] == 2 and full["num_missing"] == 1 and full["missing_videos"] == [items[1].id]

@@ -92,11 +92,13 @@ def evaluate_policy(chat, items, name, args):
 
 def format_lvb_table(results: dict) -> str:
     groups = sorted({g for s in results["policies"].values() for g in s["by_duration_group"]}, key=_group_order)
-    lines = [f"{'policy':<10}" + "".join(f"{'dur ' + g:>12}" for g in groups) + f"{'overall':>9}{'missing':>9}{'cache':>7}"]
+    lines = [f"{'policy':<10}" + "".join(f"{'dur ' + g:>12}" for g in groups) + f"{'overall':>9}{'missing':>9}{'cache':>7}"
+             f"{'s/item':>8}{'decode fps':>12}"]
     for name, s in results["policies"].items():
         cells = "".join(f"{100 * s['by_duration_group'][g]['acc']:>12.1f}" if g in s["by_duration_group"] else f"{'-':>12}"
                         for g in groups)
-        lines.append(f"{name:<10}{cells}{100 * s['acc']:>9.1f}{s['num_missing']:>9}{s['cache_fraction']:>7.2f}")
+        lines.append(f"{name:<10}{cells}{100 * s['acc']:>9.1f}{s['num_missing']:>9}{s['cache_fraction']:>7.2f}"
+                     f"{s['seconds_per_item']:>8.2f}{s['decode_frames_per_second']:>12.0f}")
     lines.append(f"{'chance':<10}" + " " * 12 * len(groups) + f"{100 * results['chance']['overall']:>9.1f}")
     return "\n".join(lines)
 
@@ -109,10 +111,12 @@ def format_table(results: dict) -> str:
     if results["benchmark"] == "longvideobench":
         return format_lvb_table(results)
     tasks = sorted({t for s in results["policies"].values() for t in s["per_task"]})
-    lines = [f"{'policy':<10}" + "".join(f"{t[:14]:>16}" for t in tasks) + f"{'M-Avg':>8}{'cache':>7}"]
+    lines = [f"{'policy':<10}" + "".join(f"{t[:14]:>16}" for t in tasks) + f"{'M-Avg':>8}{'cache':>7}{'s/item':>8}"
+             f"{'decode fps':>12}"]
     for name, s in results["policies"].items():
         cells = "".join(f"{100 * s['per_task'][t]['acc']:>16.1f}" for t in tasks)
-        lines.append(f"{name:<10}{cells}{100 * s['m_avg']:>8.1f}{s['cache_fraction']:>7.2f}")
+        lines.append(f"{name:<10}{cells}{100 * s['m_avg']:>8.1f}{s['cache_fraction']:>7.2f}"
+                     f"{s['seconds_per_item']:>8.2f}{s['decode_frames_per_second']:>12.0f}")
     chance = results.get("chance", {})
     lines.append(f"{'chance':<10}" + "".join(f"{100 * chance.get(t, 0):>16.1f}" for t in tasks))
     return "\n".join(lines)
