@@ -53,7 +53,9 @@ NOTES = """## Formats tried (SmolLM2-135M-Instruct, 1000 tokens, 4-6 items each)
   its value. Replaced by reassignment tracking (3 variables each assigned in 3 rounds, `VAR x = 12345.`,
   the latest value asked, prefix `VAR x =`, chance 33%): it depends on the items drawn: 15/28 at 1000
   tokens with item seeds 7 and 11, but 0/12 with seed 0 (and 2/12 with clean names or 3-letter codes);
-  most wrong replies name the target's FIRST value: the model retrieves, it does not track. With this
+  most wrong replies name the target's FIRST value; with the latest round moved to the last 15% of the text
+  1/12, and with a log listed newest first (the current value is the first one written) 0/12, the model
+  then naming the value written last: it picks among a variable's values, it does not track. With this
   model the task stays near chance (see the table); it is kept because eviction decides its answer.
   Narrative moves ("Maya Silva moved to Oslo.", where does she live now?): 3/10 with 3 moves (chance
   33%), 3/10 with 2 (chance 50%).
