@@ -72,6 +72,9 @@ def resolve(name_or_path: str) -> str:
     return name_or_path
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # config/CLI names
+
+
 def load_model(name_or_path: str = "smollm2", dtype: torch.dtype = torch.float32, device: str = "cpu"):
     """Return (model, tokenizer) in eval mode. `name_or_path`: "smollm2", a hub name or a folder."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

@@ -16,6 +16,7 @@ import torch
 
 from adapters.hf.calibration import calibrate_normalisation
 from adapters.hf.generation import greedy_generate
+from adapters.loading import DTYPES
 from core.namm import NAMM
 from core.policies import FullCache
 from evolve.baseline_cache import BaselineCache, prompt_set_key
@@ -23,7 +24,6 @@ from evolve.distributed import Dist
 from evolve.fitness import Evaluation
 from evolve.prompts import BuiltinPrompts, LongBenchPrompts, Prompt, seed_label
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class LMFitness:

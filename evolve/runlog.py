@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from core.atomic import write_bytes_atomic, write_text_atomic
+from eval.lm.jsonl import read_jsonl
 
 LOG_FILE = "log.jsonl"
 
@@ -17,13 +18,7 @@ def read_log(run_dir: Path, before_generation: int | None = None) -> list[dict]:
     if not path.is_file():
         return []
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    for _, row in read_jsonl(path):
         if before_generation is None or row.get("generation", 0) < before_generation:
             rows.append(row)
     return rows

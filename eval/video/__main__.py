@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from adapters.hf import attach
+from adapters.loading import DTYPES
 from core.policies import make_policy
 from core.atomic import write_json_atomic
 from eval.video import longvideobench as lvb
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
     parser.add_argument("--subtitles", action="store_true", help="LongVideoBench: add the subtitles (interleaved by time)")
     parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-tiny"),
                         help="the tiny model's folder, or a Hugging Face LLaVA-NeXT-Video folder or name")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="LongVideoBench: random choice for unparsable replies")
     parser.add_argument("--frames", type=int, default=32)
@@ -172,8 +173,7 @@ def main(argv=None) -> int:
         if args.limit:
             items = first_per_task(items, args.limit)
         chance = mlvu.chance_by_task(items)
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
-    chat = load_video_chat(args.model, dtype, args.device)
+    chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
     results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
                "ckpt": args.ckpt, "budget": args.budget, "chance": chance, "policies": {}}
     for name in tqdm(args.policies.split(","), desc="eval.video", unit="policy"):
