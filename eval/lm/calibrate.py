@@ -59,6 +59,9 @@ NOTES = """## Formats tried (SmolLM2-135M-Instruct, 1000 tokens, 4-6 items each)
   model the task stays near chance (see the table); it is kept because eviction decides its answer.
   Narrative moves ("Maya Silva moved to Oslo.", where does she live now?): 3/10 with 3 moves (chance
   33%), 3/10 with 2 (chance 50%).
+  Reassignment items scored by option log-likelihood instead of greedy text (the option with the highest
+  log-probability after the prefix): 4/12, picks spread over the rounds (first 5, second 3, latest 4); the
+  same items in the chat template: 3/12.
 - fewshot_classification: the answer prefix must continue the examples' pattern (`...\nCategory:`);
   with a blank line before it the model names an example word (25% at 1000 tokens, 20 items).
 """
