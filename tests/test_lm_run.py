@@ -37,3 +37,38 @@ def test_matched_budget_follows_the_namm(tmp_path):
     # The all-zero NAMM keeps everything, so the matched L2 budget is the whole cache.
     assert results["policies"]["l2"]["passkey"]["budget"] == 1.0
     assert results["policies"]["l2"]["passkey"]["cache_fraction"] == 1.0
+
+
+def _results(full_vt: float) -> dict:
+    cell = lambda score: {"score": score, "cache_fraction": 0.5}
+    return {"tasks": ["passkey", "variable_tracking"], "policies": {
+        "full": {"passkey": cell(100.0), "variable_tracking": cell(full_vt)},
+        "h2o": {"passkey": cell(50.0), "variable_tracking": cell(75.0)},
+    }}
+
+
+def test_a_task_at_chance_is_flagged_and_left_out_of_the_second_normalised_score():
+    from eval.lm.run import add_normalised, format_table
+
+    results = _results(full_vt=25.0)
+    add_normalised(results, {"passkey": 0.0, "variable_tracking": 100 / 3})
+    # The paper's mean keeps every task: h2o "beats" the full cache on a task the model guesses.
+    assert results["summary"]["h2o"]["normalised_score"] == pytest.approx((0.5 + 3.0) / 2)
+    assert results["summary"]["h2o"]["normalised_score_above_chance"] == pytest.approx(0.5)
+    assert set(results["tasks_at_chance"]) == {"variable_tracking"}
+    table = format_table(results)
+    assert "variable_tracking: the full cache scores 25.0, not above chance (33.3)" in table
+    assert "h2o 0.500" in table
+
+    results = _results(full_vt=60.0)
+    add_normalised(results, {"passkey": 0.0, "variable_tracking": 100 / 3})
+    assert "tasks_at_chance" not in results and "normalised_score_above_chance" not in results["summary"]["h2o"]
+    assert "not above chance" not in format_table(results)
+
+
+def test_builtin_taskset_knows_each_tasks_chance():
+    from eval.lm.run import builtin_taskset
+
+    taskset = builtin_taskset(["variable_tracking", "fewshot_classification", "passkey"], 2, 300, 0, None)
+    assert taskset.chance == pytest.approx({"variable_tracking": 100 / 3, "fewshot_classification": 25.0,
+                                            "passkey": 0.0})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,6 +36,7 @@ class EvalItem:
 class TaskSet:
     items: list[EvalItem]
     score: Callable[[str, list[EvalItem], list[str]], float]  # (task, items, predictions) -> 0..100
+    chance: dict[str, float] = field(default_factory=dict)  # task -> score of a random guess among options
 
 
 def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
@@ -50,7 +51,8 @@ def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
         return 100 * sum(builtin_tasks.score_item(originals[it.id], p)
                          for it, p in zip(task_items, predictions)) / len(task_items)
 
-    return TaskSet(items, score)
+    chance = {task: 100 * sum(it.chance for it in originals.values() if it.task == task) / max(1, n) for task in tasks}
+    return TaskSet(items, score, chance)
 
 
 def benchmark_taskset(benchmark, data_dir, tasks, tokenizer, max_length, limit) -> TaskSet:
@@ -157,21 +159,38 @@ def run_policies(args) -> dict:
             }
         results["policies"][name] = per_task
     progress.close()
-    add_normalised(results)
+    add_normalised(results, taskset.chance)
     return results
 
 
-def add_normalised(results: dict) -> None:
-    """Mean over tasks of score / full-cache score, as the paper reports."""
+def _mean_ratio(per_task: dict, full: dict | None, tasks) -> float | None:
+    ratios = [per_task[t]["score"] / full[t]["score"] for t in tasks if full and full[t]["score"] > 0]
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+def add_normalised(results: dict, chance: dict[str, float] | None = None) -> None:
+    """Mean over tasks of score / full-cache score, as the paper reports.
+
+    A task whose full-cache score is not above chance makes that ratio noise (a guess can beat the full
+    cache). Such tasks are listed under "tasks_at_chance", and each summary also gets
+    "normalised_score_above_chance", the same mean over the other tasks; "normalised_score" is unchanged.
+    """
     full = results["policies"].get("full")
+    at_chance = {t: {"full": full[t]["score"], "chance": c} for t, c in (chance or {}).items()
+                 if full and t in full and c > 0 and full[t]["score"] <= c}
+    if at_chance:
+        results["tasks_at_chance"] = at_chance
     for name, per_task in results["policies"].items():
-        ratios = [per_task[t]["score"] / full[t]["score"] for t in per_task if full and full[t]["score"] > 0]
         per_task_values = list(per_task.values())
-        results.setdefault("summary", {})[name] = {
-            "normalised_score": sum(ratios) / len(ratios) if ratios else None,
+        summary = {
+            "normalised_score": _mean_ratio(per_task, full, per_task),
             "mean_score": sum(v["score"] for v in per_task_values) / len(per_task_values),
             "cache_fraction": sum(v["cache_fraction"] for v in per_task_values) / len(per_task_values),
         }
+        if at_chance:
+            summary["normalised_score_above_chance"] = _mean_ratio(
+                per_task, full, [t for t in per_task if t not in at_chance])
+        results.setdefault("summary", {})[name] = summary
 
 
 def format_table(results: dict) -> str:
@@ -183,6 +202,13 @@ def format_table(results: dict) -> str:
         cells = "".join(f"{per_task[t]['score']:>13.1f} / {per_task[t]['cache_fraction']:.2f}" for t in tasks)
         norm = f"{s['normalised_score']:.3f}" if s["normalised_score"] is not None else "n/a"
         lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{s['cache_fraction']:>7.2f}")
+    for task, v in results.get("tasks_at_chance", {}).items():
+        lines.append(f"\n{task}: the full cache scores {v['full']:.1f}, not above chance ({v['chance']:.1f}); "
+                     "its score ratios are noise.")
+    if results.get("tasks_at_chance"):
+        lines.append("normalised over the tasks above chance: " + ", ".join(
+            f"{name} {s['normalised_score_above_chance']:.3f}" if s["normalised_score_above_chance"] is not None
+            else f"{name} n/a" for name, s in results["summary"].items()))
     return "\n".join(lines)
 
 
