@@ -16,6 +16,9 @@ Logs the running teacher-forced letter accuracy on training batches, and on part
 the teacher-forced letter accuracy per task and the first-token accuracy of the bare form
 ("bare_*"); saves the model (safetensors) and processor when the mean letter accuracy is best
 and at the end (atomic folder swap).
+--stop-after N ends the run after step N (evaluated and saved like the last step) while the learning
+rate keeps the warmup + cosine schedule of --steps: a deterministic stand-in for a stage that was
+stopped by --max-minutes. `python -m zoo.video.rebuild` chains such stages to rebuild the shipped model.
 """
 from __future__ import annotations
 
@@ -73,13 +76,16 @@ def save_atomic(model, processor, out: Path, extra: dict) -> None:
 
 
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, first_weight: torch.Tensor,
-                  hint: torch.Tensor | None = None, hint_weight: float = 0.0) -> torch.Tensor:
+                  hint: torch.Tensor | None = None, hint_weight: float = 0.0, token_mean: bool = False) -> torch.Tensor:
     """Mean over sequences of each sequence's mean reply-token cross entropy, the first reply token
     (the option letter in the official form) counted `first_weight[i]` times. Per-sequence means keep
     the long caption replies from drowning the one-token answers of the question forms.
     `hint[i]` (token id, -100 for none): a second target at the letter's position, the answer's
     first word, counted `hint_weight * first_weight[i]` times; with hint_weight < 1 the letter stays
-    the most likely token, and the position that gives the letter is made to read the answer."""
+    the most likely token, and the position that gives the letter is made to read the answer.
+    `token_mean`: one weighted mean over all reply tokens of the batch instead (with unit weights the
+    model's own causal-LM loss, which the first stages of the shipped model were trained with: there
+    the long caption replies dominate, and per-frame recognition is learned first)."""
     lg, lab = logits[:, :-1].float(), labels[:, 1:]
     ce = torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), lab.reshape(-1), ignore_index=-100,
                                            reduction="none").view(lab.shape)
@@ -93,6 +99,8 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, first_weight: torc
         ce_h = torch.nn.functional.cross_entropy(lg[rows, first], hint.clamp_min(0), reduction="none")
         total = total + has * hint_weight * first_weight * ce_h
         norm = norm + has * hint_weight * first_weight
+    if token_mean:
+        return total.sum() / norm.sum().clamp_min(1e-9)
     return (total / norm.clamp_min(1e-9)).mean()
 
 
@@ -129,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--eval-items", type=int, default=400)
     ap.add_argument("--max-minutes", type=float, default=25.0, help="stop (and save) after this much training time")
+    ap.add_argument("--stop-after", type=int, default=None,
+                    help="stop (and save) after this step; the learning-rate schedule stays the one of --steps")
     ap.add_argument("--aux-share", type=float, default=0.3, help="share of each batch in the auxiliary answer form")
     ap.add_argument("--caption-share", type=float, default=0.3, help="share of each batch in the dense caption task")
     ap.add_argument("--bare-share", type=float, default=0.0,
@@ -140,12 +150,17 @@ def main(argv: list[str] | None = None) -> int:
                          "fraction of the letter's weight (< 1 keeps the letter the greedy reply)")
     ap.add_argument("--letter-weight", type=float, default=1.0,
                     help="weight of the first reply token (the letter) within its sequence's loss")
+    ap.add_argument("--loss", choices=("sequence", "token"), default="sequence",
+                    help="sequence: mean over sequences of each one's mean reply-token loss; token: mean over "
+                         "all reply tokens of the batch (the plain causal-LM loss of the first training runs)")
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--patch", type=int, default=16, help="32 px / 16 px patches -> 2x2 grid, pooled to 1 token per frame")
     ap.add_argument("--init", type=Path, default=None, help="continue from this saved model folder")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    if a.stop_after is not None and not 1 <= a.stop_after <= a.steps:
+        ap.error(f"--stop-after {a.stop_after}: must be between 1 and --steps ({a.steps})")
     torch.set_num_threads(a.threads)
     rng = random.Random(a.seed)
 
@@ -203,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         first_w[k1:] = a.letter_weight
         hint = torch.full((a.batch,), -100, dtype=torch.long)
         hint[k2:] = torch.tensor([hint_ids[i] for i in idx[k2:]], dtype=torch.long)
-        loss = weighted_loss(logits, b["labels"], first_w, hint, a.hint_weight)
+        loss = weighted_loss(logits, b["labels"], first_w, hint, a.hint_weight, token_mean=a.loss == "token")
         with torch.no_grad():  # teacher-forced letter accuracy of the official-form rows
             lab = b["labels"][k2:, 1:]
             pos = (lab != -100).float().argmax(1)
@@ -212,15 +227,16 @@ def main(argv: list[str] | None = None) -> int:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        lr_now = opt.param_groups[0]["lr"]  # the rate this step was taken with
         opt.step()
         sched.step()
         losses.append(loss.item())
         elapsed = (time.time() - t0) / 60
-        done = step == a.steps or elapsed > a.max_minutes
+        done = step == a.steps or elapsed > a.max_minutes or (a.stop_after is not None and step >= a.stop_after)
         if step % a.eval_every == 0 or done:
             acc = first_token_accuracy(model, processor, venc, vframes, vrows, val_items)
             aux = first_token_accuracy(model, processor, venc_aux, vframes, vrows, val_items)
-            history.append({"step": step, "minutes": round(elapsed, 2), "loss": float(np.mean(losses[-a.eval_every:])),
+            history.append({"step": step, "minutes": round(elapsed, 2), "lr": lr_now, "loss": float(np.mean(losses[-a.eval_every:])),
                             "train_letter_acc": float(np.mean(letter_hits[-a.eval_every * a.batch:] or [0.0])),
                             **acc, **{f"bare_{k}": v for k, v in aux.items()}})
             stderr_log(json.dumps(history[-1]))
