@@ -36,3 +36,13 @@ def test_loads_and_answers_one_video(tmp_path):
 def test_missing_model_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_video_model(tmp_path / "nothing")
+
+
+def test_answers_first_last_well_above_chance(tmp_path):
+    # The shipped model's one skill that separates memory policies: 100% on 500 test questions, chance 25%.
+    make_builtin.main(["--out", str(tmp_path), "--n-train", "0", "--n-test", "12", "--seed", "11"])
+    model, processor = load_video_model(CKPT)
+    items = [it for it in mlvu.load(tmp_path / "test", tasks=None) if it.task == "first_last"]
+    rows = run_mlvu(items, tiny_reply_fn(model, processor), n_frames=32)
+    correct = sum(r["pred"] == r["answer"] for r in rows)
+    assert len(rows) == 12 and correct >= 10, rows
