@@ -1,10 +1,12 @@
-"""Atomic file writes: a temporary file in the target's folder, then os.replace (no half-written files)."""
+"""Atomic writes: a temporary file (or folder) beside the target, then os.replace (nothing half-written)."""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 def write_bytes_atomic(path, data: bytes) -> None:
@@ -32,3 +34,36 @@ def write_text_atomic(path, text: str) -> None:
 
 def write_json_atomic(path, data) -> None:
     write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def write_folder_atomic(path, fill: Callable[[Path], None], keep: Callable[[Path], bool] | None = None) -> Path:
+    """Build a folder by `fill(staging)` in a hidden folder beside `path`, then swap it in whole.
+
+    Entries of an existing `path` for which `keep(entry)` is true move into the new folder (files a person
+    added, such as a model card). On any error the staging folder is removed and `path` is left as it was.
+    The folder gets the usual permissions (mkdtemp makes it private).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    retired = path.with_name(f".{path.name}.old")
+    try:
+        fill(staging)
+        umask = os.umask(0)
+        os.umask(umask)
+        for folder, _, files in os.walk(staging):
+            os.chmod(folder, 0o777 & ~umask)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o666 & ~umask)
+        if path.exists():
+            for entry in list(path.iterdir()):
+                if keep is not None and keep(entry) and not (staging / entry.name).exists():
+                    shutil.move(str(entry), staging / entry.name)
+            shutil.rmtree(retired, ignore_errors=True)
+            os.replace(path, retired)
+        os.replace(staging, path)
+        shutil.rmtree(retired, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return path

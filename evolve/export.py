@@ -8,12 +8,11 @@ The folder is assembled beside the destination and renamed into place, so a read
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+from core.atomic import write_folder_atomic
 from core.namm import NAMM
 from evolve.checkpoint import BEST, LATEST
 
@@ -26,31 +25,16 @@ def export(run_dir: Path, out: Path, which: str = BEST) -> Path:
     if not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source}: no NAMM here (config.json missing); is {run_dir} an evolution run folder?")
     namm = NAMM.from_pretrained(source)  # validates before anything is written
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's folder is private; a shipped folder is not
-    try:
+
+    def fill(staging: Path) -> None:
         namm.save_pretrained(staging)
         (staging / "evolution").mkdir()
         for name in HISTORY:
             if (run_dir / name).is_file():
                 shutil.copy2(run_dir / name, staging / "evolution" / name)
-        if out.exists():
-            keep = [p for p in out.iterdir() if p.name not in {"config.json", "model.safetensors", "evolution"}]
-            for extra in keep:  # files a person added (README.md, held-out results) stay
-                shutil.move(str(extra), staging / extra.name)
-            retired = out.parent / f".{out.name}.old"
-            shutil.rmtree(retired, ignore_errors=True)
-            out.rename(retired)
-            staging.rename(out)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    # Files a person added (README.md, held-out results) stay.
+    write_folder_atomic(out, fill, keep=lambda entry: entry.name not in {"config.json", "model.safetensors", "evolution"})
     return out
 
 

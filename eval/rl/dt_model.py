@@ -10,8 +10,6 @@ HF example is used.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import DecisionTransformerModel
+
+from core.atomic import write_folder_atomic
 
 from .envs import canonical_env
 
@@ -80,36 +80,12 @@ def load_dt(path, device: str | torch.device = "cpu", **overrides) -> DTBundle:
                     context=int(meta.get("context", DEFAULT_CONTEXT)), meta=meta)
 
 
-def _atomic_write_text(path: Path, text: str):
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def save_dt(model: DecisionTransformerModel, path, meta: dict) -> Path:
     """save_pretrained (safetensors) + dt_meta.json, swapped into place as a whole folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent))
-    model.save_pretrained(tmp, safe_serialization=True)
-    _atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=1) + "\n")
-    os.chmod(tmp, 0o755)  # mkdtemp/mkstemp create private files; checkpoints are shared
-    for f in tmp.iterdir():
-        os.chmod(f, 0o644)
-    old = None
-    if path.exists():
-        old = path.with_name(path.name + ".old")
-        if old.exists():
-            _rmtree(old)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        _rmtree(old)
-    return path
+    def fill(tmp: Path) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
+
+    return write_folder_atomic(path, fill)
 
 
-def _rmtree(p: Path):
-    import shutil
-    shutil.rmtree(p)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+from core.atomic import write_text_atomic
 
 
 class AnnotationError(ValueError):
@@ -53,17 +53,7 @@ def _names(kind) -> str:
 
 def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 1) -> None:
     """Write json to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps(obj, indent=indent, ensure_ascii=False))
 
 
 def check_candidates(path: Path, i: int, candidates: Iterable, lo: int, hi: int) -> None:

@@ -25,13 +25,12 @@ import argparse
 import gc
 import hashlib
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from core.atomic import write_folder_atomic
 from eval.video.jsonio import write_json_atomic
 
 # Settings shared by every stage (lookup-share 0 as in the lineage; --max-minutes out of reach).
@@ -167,31 +166,15 @@ def run_stage(name: str, args: dict, data: Path, folder: Path, init: Path | None
 
 
 def copy_atomic(src: Path, out: Path, extra: dict[str, dict]) -> None:
-    """Copy the model folder `src` (without stage.json) to `out`, plus json files `extra`: assembled in a
-    hidden folder beside `out`, then renamed in; an old `out` is replaced."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    """Copy the model folder `src` (without stage.json) to `out`, plus json files `extra`, swapped in whole."""
+    def fill(tmp: Path) -> None:
         for f in sorted(src.iterdir()):
             if f.is_file() and f.name != STAGE_FILE:
                 shutil.copy2(f, tmp / f.name)
         for fname, obj in extra.items():
             (tmp / fname).write_text(json.dumps(obj, indent=1))
-        os.chmod(tmp, 0o755)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        old = out.with_name(f".{out.name}.old")
-        if out.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old.exists():
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_folder_atomic(out, fill)
 
 
 def rebuild(data: Path, out: Path | None, work: Path, stages=STAGES, common: dict | None = None,

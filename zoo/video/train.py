@@ -25,16 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from core.atomic import write_folder_atomic
 from eval.video import mlvu
 
 from .model import load_video_model, new_model, save_video_model
@@ -54,25 +52,11 @@ def build_tokenizer(items: list[mlvu.MLVUItem]) -> WordTokenizer:
 
 
 def save_atomic(model, processor, out: Path, extra: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    def fill(tmp: Path) -> None:
         save_video_model(model, processor, tmp)
         (tmp / "training.json").write_text(json.dumps(extra, indent=1))
-        os.chmod(tmp, 0o755)
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        old = out.with_name(f".{out.name}.old")
-        if out.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old.exists():
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_folder_atomic(out, fill)
 
 
 def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, first_weight: torch.Tensor,
