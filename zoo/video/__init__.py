@@ -8,6 +8,7 @@ Modules:
   tokenizer     word-level tokenizer
   processor     frames + prompt -> model inputs (no torchvision)
   model         the tiny model's config, `load_video_model(path)`
-  train         CLI: train the tiny model on the training split
+  train         CLI: train the tiny model on the training split (one stage)
+  rebuild       CLI: the stages that make the shipped model, from scratch, in one command
   evaluate      CLI: full-cache accuracy on a split
 """
