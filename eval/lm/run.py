@@ -40,9 +40,11 @@ class TaskSet:
 
 
 def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
-    items, originals = [], {}
+    items, originals, chance = [], {}, {}
     for task in tasks:
-        for i, item in enumerate(builtin_tasks.make_items(task, n, length, seed=seed, tokenizer=tokenizer)):
+        made = builtin_tasks.make_items(task, n, length, seed=seed, tokenizer=tokenizer)
+        chance[task] = 100 * sum(item.chance for item in made) / max(1, len(made))
+        for i, item in enumerate(made):
             key = f"{task}-{length}-{seed}-{i}"
             originals[key] = item
             items.append(EvalItem(key, task, builtin_tasks.render(item, tokenizer), builtin_tasks.MAX_NEW_TOKENS[task]))
@@ -51,7 +53,6 @@ def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
         return 100 * sum(builtin_tasks.score_item(originals[it.id], p)
                          for it, p in zip(task_items, predictions)) / len(task_items)
 
-    chance = {task: 100 * sum(it.chance for it in originals.values() if it.task == task) / max(1, n) for task in tasks}
     return TaskSet(items, score, chance)
 
 
