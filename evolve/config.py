@@ -21,6 +21,7 @@ import yaml
 from evolve.yaml_lines import ConfigError, dotted, load_with_lines
 
 FITNESS_KINDS = ("lm", "toy")
+LM_METRICS = ("score", "answer_logprob", "kl")
 DATA_SOURCES = ("builtin", "longbench")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -60,6 +61,12 @@ class EvolveConfig:
     init_from: str | None = None
     toy_target: float = 0.05
     cache_weight: float = 0.0  # objective = fitness - cache_weight x mean cache fraction (0: the reference)
+    # objective -= target_weight x max(0, cache fraction - target_cache), per member (None: no target)
+    target_cache: float | None = None
+    target_weight: float = 1.0
+    # What a member's fitness measures on a prompt (see evolve/lm_fitness.py); "score" is the paper's.
+    lm_metric: str = "score"
+    shared_prefix: bool = True  # compute each prompt's first n_up tokens once per generation (exact)
 
     @property
     def total_generations(self) -> int:
@@ -189,7 +196,7 @@ class _Checker:
 _TOP = {"stages", "fitness", "model", "dtype", "device", "threads", "seed", "popsize", "sigma0", "elite_ratio",
         "diagonal", "active", "eval_every", "heldout_prompts", "heldout_seed", "calibration_prompts",
         "calibration_length", "data", "data_dir", "namm", "init_from", "toy_target",
-        "cache_weight"}
+        "cache_weight", "target_cache", "target_weight", "lm_metric", "shared_prefix"}
 _STAGE = {"name", "tasks", "generations", "prompts_per_task", "prompt_length"}
 
 
@@ -222,7 +229,14 @@ def _validate(data: dict, where: dict, source: str) -> EvolveConfig:
         "init_from": c.string(get("init_from"), ("init_from",), optional=True),
         "toy_target": c.number(get("toy_target"), ("toy_target",)),
         "cache_weight": c.number(get("cache_weight"), ("cache_weight",)),
+        "target_weight": c.number(get("target_weight"), ("target_weight",), positive=True),
+        "lm_metric": c.string(get("lm_metric"), ("lm_metric",), LM_METRICS),
+        "shared_prefix": c.boolean(get("shared_prefix"), ("shared_prefix",)),
     }
+    target = get("target_cache")
+    if target is not None:
+        target = c.number(target, ("target_cache",), positive=True, upper=1.0)
+    kw["target_cache"] = target
     if kw["fitness"] == "lm" and kw["data"] == "longbench" and kw["data_dir"] is None:
         c.fail(("data_dir",), "data 'longbench' needs the folder of LongBench's <task>.jsonl files (pass --data-dir)")
     if kw["seed"] == kw["heldout_seed"]:

@@ -1,14 +1,28 @@
-"""The LM fitness: per task, the candidate's mean score divided by the full-cache mean on the same
-prompts, averaged over tasks.
+"""The LM fitness: per task, the mean over prompts of how well a member does relative to the full cache
+on the same prompts, averaged over tasks. `lm_metric` names what is measured on a prompt:
 
-A task whose full-cache mean is 0 on the drawn prompts carries no reference and is left out of the
-average; if every task is left out, the fitness is the candidate's mean raw score.
+- `score` (the paper's): the task metric of a greedy generation; a task's value is the member's mean
+  score divided by the full-cache mean. A task whose full-cache mean is 0 on the drawn prompts carries
+  no reference and is left out; if every task is left out, the fitness is the member's mean raw score.
+- `answer_logprob`: the gold answer teacher-forced after the compressed prompt; a prompt's value is
+  exp(mean token log-probability under the member - the same under the full cache), the ratio of
+  the geometric-mean probabilities of the answer's tokens (1: as good as the full cache).
+- `kl`: the same forward; a prompt's value is exp(-mean over answer positions of
+  KL(full-cache next-token distribution || member's)), 1 when the distributions agree.
+
+Both graded values are continuous where the score is 0 or 1, so two members rarely tie.
+
+With `shared_prefix` (exact, on by default) each prompt's first `n_up` tokens are run once per
+generation under the all-zero NAMM and every member continues from a copy (adapters/hf/prefix.py).
+
 Collective steps (every rank calls them in the same order): `calibrate`, `begin_generation` (full-cache
-scores, computed once per prompt set, sharded over ranks, cached in <run>/fullcache/) and
-`evaluate_heldout` (the held-out prompts sharded over ranks). `evaluate` runs one member on this rank.
+references, computed once per prompt set, sharded over ranks; scores are cached in <run>/fullcache/)
+and `evaluate_heldout` (the held-out prompts sharded over ranks). `evaluate` runs one member on this rank.
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +30,7 @@ import torch
 
 from adapters.hf.calibration import calibrate_normalisation
 from adapters.hf.generation import greedy_generate
+from adapters.hf.teacher_forcing import answer_logprobs, mean_kl
 from adapters.loading import DTYPES
 from core.namm import NAMM
 from core.policies import FullCache
@@ -25,10 +40,31 @@ from evolve.fitness import Evaluation
 from evolve.prompts import BuiltinPrompts, LongBenchPrompts, Prompt, seed_label
 
 
+@dataclass
+class PromptSet:
+    """One task's prompts with their full-cache references (score mean, or answer log-probabilities)."""
+    task: str
+    prompts: list[Prompt]
+    full_mean: float = float("nan")  # score metric
+    reference: list[torch.Tensor] | None = None  # graded metrics: [n_answer, vocab] per prompt
+    prefixes: list | None = None  # SharedPrefix (or None) per prompt
+
+
+def prompt_value(metric: str, reference: torch.Tensor, candidate: torch.Tensor, answer_ids: torch.Tensor) -> float:
+    """A graded metric's value of one prompt (1.0 when the candidate equals the full cache)."""
+    if metric == "answer_logprob":
+        ref = reference.gather(1, answer_ids.view(-1, 1)).mean()
+        cand = candidate.gather(1, answer_ids.view(-1, 1)).mean()
+        return math.exp(float(cand - ref))
+    if metric == "kl":
+        return math.exp(-mean_kl(reference, candidate))
+    raise ValueError(f"unknown graded metric {metric!r}")
+
 
 class LMFitness:
     def __init__(self, config, run_dir, dist: Dist, model=None, tokenizer=None):
         self.config, self.dist = config, dist
+        self.metric = getattr(config, "lm_metric", "score")
         if model is None:
             from adapters.loading import load_model
 
@@ -39,8 +75,8 @@ class LMFitness:
         else:
             self.source = LongBenchPrompts(tokenizer, config.data_dir, config.heldout_prompts, config.heldout_seed)
         self.baselines = BaselineCache(Path(run_dir) / "fullcache")
-        self.current: list[tuple[str, list[Prompt], float]] = []  # (task, prompts, full-cache mean)
-        self._heldout: dict[int, list[tuple[str, list[Prompt], float]]] = {}
+        self.current: list[PromptSet] = []
+        self._heldout: dict[int, list[PromptSet]] = {}
 
     @staticmethod
     def _device(config) -> str:
@@ -49,21 +85,38 @@ class LMFitness:
         return f"cuda:{torch.cuda.current_device()}"
 
     # --- running prompts ---
-    def _run(self, policy, prompt: Prompt) -> tuple[float, float]:
+    def _run(self, policy, prompt: Prompt, cache=None) -> tuple[float, float]:
+        """(score, cache fraction) of a greedy generation."""
         gen = greedy_generate(self.model, prompt.ids, policy, max_new_tokens=prompt.max_new_tokens,
-                              eos_token_id=self.tokenizer.eos_token_id)
+                              eos_token_id=self.tokenizer.eos_token_id, cache=cache)
         text = self.tokenizer.decode(gen.tokens[0], skip_special_tokens=True)
         return float(prompt.score(text)), float(gen.cache_fraction)
 
-    def _run_sharded(self, policy, prompts: list[Prompt]) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and cache fractions of every prompt, each rank running its share."""
-        local = torch.zeros(len(prompts), 2, dtype=torch.float64)
-        for i in self.dist.shard(len(prompts)):
-            local[i, 0], local[i, 1] = self._run(policy, prompts[i])
-        both = self.dist.sum(local).numpy()
-        return both[:, 0], both[:, 1]
+    def _answer(self, policy, prompt: Prompt, cache=None):
+        if prompt.answer_ids is None:
+            raise ValueError(f"lm_metric {self.metric!r} needs gold answer tokens; task {prompt.task!r} has none")
+        return answer_logprobs(self.model, prompt.ids, prompt.answer_ids, policy, cache=cache)
 
-    def _full_mean(self, task: str, prompts: list[Prompt], label: str, length: int) -> float:
+    def _member_value(self, namm, prompt_set: PromptSet, i: int) -> tuple[float, float]:
+        """(value, cache fraction) of `namm` on prompt i of the set."""
+        prompt = prompt_set.prompts[i]
+        prefix = prompt_set.prefixes[i] if prompt_set.prefixes else None
+        cache = prefix.cache_for(namm) if prefix is not None else None
+        if self.metric == "score":
+            return self._run(namm, prompt, cache)
+        run = self._answer(namm, prompt, cache)
+        return prompt_value(self.metric, prompt_set.reference[i], run.logprobs, run.answer_ids), run.cache_fraction
+
+    def _prefixes(self, prompts: list[Prompt]) -> list | None:
+        if not getattr(self.config, "shared_prefix", False) or not isinstance(self.model, torch.nn.Module):
+            return None
+        from adapters.hf.prefix import SharedPrefix
+
+        observer = NAMM.zeros(self.config.namm_config())
+        return [SharedPrefix(self.model, p.ids, observer) if p.ids.shape[-1] > observer.config.n_up else None
+                for p in prompts]
+
+    def _full_scores(self, task: str, prompts: list[Prompt], label: str, length: int) -> float:
         key = prompt_set_key(model=self.config.model, dtype=self.config.dtype, data=self.source.name, task=task,
                              n=len(prompts), length=length, label=label)
         cached = self.baselines.get(key, len(prompts)) if self.dist.is_main else None
@@ -72,28 +125,49 @@ class LMFitness:
             values = torch.tensor(cached if cached is not None else [0.0] * len(prompts), dtype=torch.float64)
             scores = self.dist.broadcast(values).numpy()
         else:
-            scores, _ = self._run_sharded(FullCache(), prompts)
+            local = torch.zeros(len(prompts), dtype=torch.float64)
+            for i in self.dist.shard(len(prompts)):
+                local[i] = self._run(FullCache(), prompts[i])[0]
+            scores = self.dist.sum(local).numpy()
             if self.dist.is_main:
                 self.baselines.put(key, scores.tolist(), {"task": task, "label": label, "length": length,
                                                           "model": self.config.model, "data": self.source.name})
         return float(np.mean(scores))
 
-    def _prompt_set(self, stage, label: str, heldout: bool) -> list[tuple[str, list[Prompt], float]]:
+    def _full_answers(self, prompts: list[Prompt]) -> list[torch.Tensor]:
+        """Full-cache answer log-probabilities of every prompt, each rank computing its share."""
+        longest = max(p.answer_ids.numel() for p in prompts)
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        local = torch.zeros(len(prompts), longest, vocab, dtype=torch.float64)
+        for i in self.dist.shard(len(prompts)):
+            lp = self._answer(FullCache(), prompts[i]).logprobs
+            local[i, : lp.shape[0]] = lp.double()
+        both = self.dist.sum(local)
+        return [both[i, : p.answer_ids.numel()].float() for i, p in enumerate(prompts)]
+
+    def _prompt_set(self, stage, label: str, heldout: bool) -> list[PromptSet]:
         out = []
         for task in stage.tasks:
             if heldout:
                 prompts = self.source.heldout(task, self.config.heldout_prompts, stage.prompt_length, label)
             else:
                 prompts = self.source.draw(task, stage.prompts_per_task, stage.prompt_length, label)
-            out.append((task, prompts, self._full_mean(task, prompts, label, stage.prompt_length)))
+            entry = PromptSet(task, prompts)
+            if self.metric == "score":
+                entry.full_mean = self._full_scores(task, prompts, label, stage.prompt_length)
+            else:
+                entry.reference = self._full_answers(prompts)
+            entry.prefixes = self._prefixes(prompts)
+            out.append(entry)
         return out
 
-    @staticmethod
-    def _combine(prompt_set, scores_per_task: list[np.ndarray]) -> float:
-        ratios = [float(np.mean(s)) / full for (_, _, full), s in zip(prompt_set, scores_per_task) if full > 0]
+    def _combine(self, prompt_set: list[PromptSet], values_per_task: list[np.ndarray]) -> float:
+        if self.metric != "score":
+            return float(np.mean([np.mean(v) for v in values_per_task]))
+        ratios = [float(np.mean(s)) / ps.full_mean for ps, s in zip(prompt_set, values_per_task) if ps.full_mean > 0]
         if ratios:
             return float(np.mean(ratios))
-        return float(np.mean([np.mean(s) for s in scores_per_task]))
+        return float(np.mean([np.mean(s) for s in values_per_task]))
 
     # --- the fitness interface ---
     def calibrate(self, namm: NAMM) -> None:
@@ -116,12 +190,12 @@ class LMFitness:
         self.current = self._prompt_set(stage, seed_label("train", self.config.seed, generation), heldout=False)
 
     def evaluate(self, namm: NAMM) -> Evaluation:
-        scores, fractions = [], []
-        for _, prompts, _ in self.current:
-            runs = [self._run(namm, p) for p in prompts]
-            scores.append(np.array([r[0] for r in runs]))
+        values, fractions = [], []
+        for prompt_set in self.current:
+            runs = [self._member_value(namm, prompt_set, i) for i in range(len(prompt_set.prompts))]
+            values.append(np.array([r[0] for r in runs]))
             fractions.extend(r[1] for r in runs)
-        return Evaluation(self._combine(self.current, scores), float(np.mean(fractions)))
+        return Evaluation(self._combine(self.current, values), float(np.mean(fractions)))
 
     def evaluate_heldout(self, namm: NAMM, stage_index: int) -> Evaluation | None:
         if self.config.heldout_prompts == 0:
@@ -130,10 +204,14 @@ class LMFitness:
             label = seed_label("heldout", self.config.heldout_seed)
             self._heldout[stage_index] = self._prompt_set(self.config.stages[stage_index], label, heldout=True)
         prompt_set = self._heldout[stage_index]
-        flat = [p for _, prompts, _ in prompt_set for p in prompts]
-        scores, fractions = self._run_sharded(namm, flat)
+        flat = [(t, i) for t, ps in enumerate(prompt_set) for i in range(len(ps.prompts))]
+        local = torch.zeros(len(flat), 2, dtype=torch.float64)
+        for j in self.dist.shard(len(flat)):
+            t, i = flat[j]
+            local[j, 0], local[j, 1] = self._member_value(namm, prompt_set[t], i)
+        both = self.dist.sum(local).numpy()
         per_task, start = [], 0
-        for _, prompts, _ in prompt_set:
-            per_task.append(scores[start:start + len(prompts)])
-            start += len(prompts)
-        return Evaluation(self._combine(prompt_set, per_task), float(np.mean(fractions)))
+        for ps in prompt_set:
+            per_task.append(both[start:start + len(ps.prompts), 0])
+            start += len(ps.prompts)
+        return Evaluation(self._combine(prompt_set, per_task), float(np.mean(both[:, 1])))

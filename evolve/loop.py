@@ -26,13 +26,17 @@ def member_namm(template: NAMM, params) -> NAMM:
 
 
 def objective(config: EvolveConfig, fitness: np.ndarray, cache_fraction: np.ndarray) -> np.ndarray:
-    """What CMA-ES maximises: the task fitness, less `cache_weight` x the cache fraction when that named
-    option is set (the reference uses the task fitness alone)."""
-    if not config.cache_weight:
+    """What CMA-ES maximises: the task fitness (the reference), less `cache_weight` x the cache fraction
+    and less `target_weight` x the cache fraction's excess over `target_cache`, when those named
+    options are set."""
+    if not config.cache_weight and config.target_cache is None:
         return fitness
     if not np.isfinite(cache_fraction).all():
-        raise ValueError("cache_weight is set but the fitness reports no cache fraction")
-    return fitness - config.cache_weight * cache_fraction
+        raise ValueError("cache_weight or target_cache is set but the fitness reports no cache fraction")
+    value = fitness - config.cache_weight * cache_fraction
+    if config.target_cache is not None:
+        value = value - config.target_weight * np.maximum(0.0, cache_fraction - config.target_cache)
+    return value
 
 
 def initial_mean(config: EvolveConfig, n_params: int) -> np.ndarray:
@@ -93,7 +97,7 @@ def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume
                "fitness_max": float(values.max()), "fitness_min": float(values.min()),
                "cache_fraction_mean": float(np.nanmean(fractions)) if np.isfinite(fractions).any() else None,
                "sigma": optimizer.sigma}
-        if config.cache_weight:
+        if config.cache_weight or config.target_cache is not None:
             row["task_fitness_mean"] = float(task_values.mean())
         if (generation + 1) % config.eval_every == 0 or in_stage == stage.generations - 1:
             mean_namm = member_namm(template, optimizer.mean)
@@ -101,7 +105,7 @@ def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume
             if held is not None:
                 held_value = float(objective(config, np.array([held.fitness]), np.array([held.cache_fraction]))[0])
                 row["heldout_fitness"], row["heldout_cache_fraction"] = held_value, held.cache_fraction
-                if config.cache_weight:
+                if config.cache_weight or config.target_cache is not None:
                     row["heldout_task_fitness"] = held.fitness
                 if state.best.get("stage") != stage_index or held_value > state.best["fitness"]:
                     state.best = {"fitness": held_value, "cache_fraction": held.cache_fraction,

@@ -20,10 +20,22 @@ class Prompt:
     ids: torch.Tensor  # [1, length] token ids
     max_new_tokens: int
     score: Callable[[str], float]  # prediction -> [0, 1]
+    answer_ids: torch.Tensor | None = None  # [n] tokens of the gold answer after the prompt (graded fitnesses)
 
 
 def seed_label(*parts) -> str:
     return "/".join(str(p) for p in parts)
+
+
+def continuation_ids(tokenizer, prompt_text: str, prompt_ids: torch.Tensor, answer: str) -> torch.Tensor:
+    """Tokens of `answer` as they follow `prompt_text` (a space first unless the prompt ends in one or in
+    an opening quote); tokenised together with the prompt when that leaves the prompt's tokens intact."""
+    sep = "" if prompt_text[-1:] in (" ", "\n", '"', "'") else " "
+    joint = tokenizer(prompt_text + sep + answer, return_tensors="pt").input_ids[0]
+    n = prompt_ids.shape[-1]
+    if joint.shape[0] > n and torch.equal(joint[:n], prompt_ids.flatten()):
+        return joint[n:]
+    return tokenizer(sep + answer, add_special_tokens=False, return_tensors="pt").input_ids[0]
 
 
 def _seed_int(label: str) -> int:
@@ -43,8 +55,11 @@ class BuiltinPrompts:
 
         prompts = []
         for item in make_items(task, n, length, label, self.tokenizer):
-            ids = self.tokenizer(render(item, self.tokenizer), return_tensors="pt").input_ids
-            prompts.append(Prompt(task, ids, MAX_NEW_TOKENS[task], lambda text, item=item: score_item(item, text)))
+            text = render(item, self.tokenizer)
+            ids = self.tokenizer(text, return_tensors="pt").input_ids
+            answer = continuation_ids(self.tokenizer, text, ids, item.answers[0])
+            prompts.append(Prompt(task, ids, MAX_NEW_TOKENS[task], lambda text, item=item: score_item(item, text),
+                                  answer))
         return prompts
 
     def heldout(self, task: str, n: int, length: int, label: str) -> list[Prompt]:
@@ -80,8 +95,9 @@ class LongBenchPrompts:
         out = []
         for s in samples:
             ids = self.tokenizer(s.prompt, return_tensors="pt").input_ids
+            answer = continuation_ids(self.tokenizer, s.prompt, ids, s.answers[0]) if s.answers else None
             out.append(Prompt(task, ids, s.max_new_tokens,
-                              lambda text, s=s: sample_score(task, text, s.answers, s.all_classes)))
+                              lambda text, s=s: sample_score(task, text, s.answers, s.all_classes), answer))
         return out
 
     def draw(self, task: str, n: int, length: int, label: str) -> list[Prompt]:

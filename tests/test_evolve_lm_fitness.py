@@ -34,7 +34,7 @@ def test_ratio_to_full_cache_and_cached_baseline(tmp_path):
     fitness.source = FakeSource()
     calls = []
 
-    def fake_run(policy, prompt):
+    def fake_run(policy, prompt, cache=None):
         calls.append(type(policy).__name__)
         full, cand = SCORES[prompt.task]
         scores = full if isinstance(policy, FullCache) else cand

@@ -27,21 +27,18 @@ class Generation:
 @torch.no_grad()
 def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
                     prefill_chunk: int = 512, eos_token_id: int | list[int] | None = None,
-                    return_logits: bool = False, observe_rows: int = 128) -> Generation:
+                    return_logits: bool = False, observe_rows: int = 128, cache=None) -> Generation:
+    """Greedy decoding under `policy`. `cache`: a `MemoryCache` that already holds the prompt's first
+    tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them."""
     if input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
     with attach(model, policy, observe_rows=observe_rows) as session:
-        cache = session.new_cache()
         started = time.perf_counter()
         n_prompt = input_ids.shape[1]
-        for start in range(0, n_prompt, prefill_chunk):
-            chunk = input_ids[:, start : start + prefill_chunk]
-            session.prompt_final = start + prefill_chunk >= n_prompt
-            logits = _forward(model, chunk, cache, start)
-        session.prompt_final = None
+        cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
         prefilled = time.perf_counter()
         tokens, kept_logits, fractions = [], [], []
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
@@ -64,11 +61,28 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
                       session.update_seconds)
 
 
-def _forward(model, chunk, cache, start):
+def prefill(model, session, input_ids: torch.Tensor, prefill_chunk: int = 512, cache=None):
+    """Feed the prompt in chunks of `prefill_chunk` with explicit positions inside an `attach` block;
+    returns (cache, logits of the last prompt position). A given `cache` holds the first tokens already."""
+    cache = session.new_cache() if cache is None else cache
+    first = cache.get_seq_length()
+    n_prompt = input_ids.shape[1]
+    if first >= n_prompt:
+        raise ValueError(f"the given cache already holds {first} tokens; the prompt has only {n_prompt}")
+    logits = None
+    for start in range(first, n_prompt, prefill_chunk):
+        chunk = input_ids[:, start : start + prefill_chunk]
+        session.prompt_final = start + prefill_chunk >= n_prompt
+        logits = _forward(model, chunk, cache, start)
+    session.prompt_final = None
+    return cache, logits
+
+
+def _forward(model, chunk, cache, start, all_logits: bool = False):
     positions = torch.arange(start, start + chunk.shape[1], device=chunk.device).unsqueeze(0)
     out = model(input_ids=chunk, cache=cache, position_ids=positions.expand(chunk.shape[0], -1),
-                use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1]
+                use_cache=True, logits_to_keep=0 if all_logits else 1)
+    return out.logits if all_logits else out.logits[:, -1]
 
 
 def _cut_at_eos(row, eos):
