@@ -72,3 +72,16 @@ def test_builtin_taskset_knows_each_tasks_chance():
     taskset = builtin_taskset(["variable_tracking", "fewshot_classification", "passkey"], 2, 300, 0, None)
     assert taskset.chance == pytest.approx({"variable_tracking": 100 / 3, "fewshot_classification": 25.0,
                                             "passkey": 0.0})
+
+
+def test_bootstrap_interval_is_paired_and_brackets_the_estimate():
+    from eval.lm.bootstrap import normalised_interval
+
+    full = {"a": [1, 1, 1, 0, 1, 1, 1, 1, 1, 1], "b": [1, 0] * 10}
+    same = normalised_interval(full, full, ["a", "b"])
+    assert same == (1.0, 1.0)  # paired draws: a policy identical to the full cache has no spread
+    worse = {"a": [1, 0, 1, 0, 1, 1, 0, 1, 1, 0], "b": [1, 0] * 5 + [0, 0] * 5}
+    low, high = normalised_interval(worse, full, ["a", "b"])
+    point = (6 / 9 + 5 / 10) / 2
+    assert low < point < high < 1.0
+    assert normalised_interval(worse, full, ["missing"]) is None

@@ -12,6 +12,7 @@ member's outputs are bit-identical to a run from scratch.
 from __future__ import annotations
 
 import copy
+import time
 
 import torch
 
@@ -40,12 +41,14 @@ class SharedPrefix:
         self.length = n_up
         self.observe_rows = observe_rows
         device = next(model.parameters()).device
+        started = time.perf_counter()
         with torch.no_grad(), attach(model, observer, observe_rows=observe_rows) as session:
             self.cache = session.new_cache()
             session.prompt_final = False  # the prompt goes on after the prefix
             _forward(model, input_ids[:, :n_up].to(device), self.cache, 0)
         # The observer's update at token n_up kept everything; each member redoes it with its own scores.
         self.managed = sorted(session.managed)
+        self.seconds = time.perf_counter() - started
 
     def cache_for(self, namm):
         """A deep copy of the prefix cache after `namm`'s update at token n_up."""

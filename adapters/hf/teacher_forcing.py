@@ -38,12 +38,20 @@ def answer_logprobs(model, input_ids: torch.Tensor, answer_ids: torch.Tensor, po
     input_ids, answer_ids = input_ids.to(device), answer_ids.to(device)
     with attach(model, policy, observe_rows=observe_rows) as session:
         cache, last = prefill(model, session, input_ids, prefill_chunk, cache)
-        rows = [last.float()]
-        if answer_ids.numel() > 1:
-            session.prompt_final = False
-            logits = _forward(model, answer_ids[:-1].unsqueeze(0), cache, input_ids.shape[1], all_logits=True)
-            rows.append(logits[0].float())
-            session.prompt_final = None
+        return answer_after_prompt(model, session, cache, last, answer_ids)
+
+
+@torch.no_grad()
+def answer_after_prompt(model, session, cache, last_logits: torch.Tensor, answer_ids: torch.Tensor) -> AnswerRun:
+    """Inside an `attach` block whose `cache` holds a whole prompt (`last_logits`: its last position's
+    logits [1, vocab]): feed the gold answer in one forward, as decoding would see it."""
+    answer_ids = answer_ids.flatten().to(last_logits.device)
+    rows = [last_logits.float()]
+    if answer_ids.numel() > 1:
+        session.prompt_final = False
+        logits = _forward(model, answer_ids[:-1].unsqueeze(0), cache, cache.get_seq_length(), all_logits=True)
+        rows.append(logits[0].float())
+        session.prompt_final = None
     logprobs = torch.log_softmax(torch.cat(rows, dim=0), dim=-1).cpu()
     return AnswerRun(logprobs, answer_ids.cpu(), cache.fraction())
 

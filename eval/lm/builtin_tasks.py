@@ -1,7 +1,8 @@
 """A generated long-context suite that runs offline and is deterministic from a seed.
 
-Six tasks: passkey retrieval, multi-key needle-in-a-haystack, key-value retrieval, variable
-tracking, few-shot classification and question answering over generated facts among distractors.
+Seven tasks: passkey retrieval, multi-key needle-in-a-haystack, key-value retrieval, variable
+tracking, few-shot classification, question answering over generated facts among distractors, and
+looking up a person in a directory table.
 Each item carries the user prompt, the answer(s), the options present in the context (for the
 "first_option" metric and the chance level) and an answer prefix that primes the reply.
 
@@ -15,7 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-TASKS = ("passkey", "multikey_niah", "kv_retrieval", "variable_tracking", "fewshot_classification", "fact_qa")
+TASKS = ("passkey", "multikey_niah", "kv_retrieval", "variable_tracking", "fewshot_classification", "fact_qa",
+         "phonebook")
 
 # Calibrated formats (see eval/lm/CALIBRATION.md): whether to wrap the prompt in the chat template.
 DEFAULT_CHAT = {
@@ -25,6 +27,7 @@ DEFAULT_CHAT = {
     "variable_tracking": False,
     "fewshot_classification": False,
     "fact_qa": False,
+    "phonebook": False,
 }
 
 MAX_NEW_TOKENS = {
@@ -34,6 +37,7 @@ MAX_NEW_TOKENS = {
     "variable_tracking": 8,
     "fewshot_classification": 6,
     "fact_qa": 8,
+    "phonebook": 8,
 }
 
 
@@ -287,6 +291,27 @@ def _fact_qa(rng, length, count) -> Item:
     return Item("fact_qa", prompt, [cities[target]], "first_option", f"{people[target]} lives in", cities)
 
 
+PHONEBOOK_ENTRIES = 10
+
+
+def _phonebook(rng, length, count) -> Item:
+    """A directory of PHONEBOOK_ENTRIES people and 5-digit extensions, one entry a line, as one block at a
+    random depth in filler text; the question asks for one person's extension (a table, not sentences)."""
+    people = [f"{first} {last}" for first, last in
+              zip(rng.sample(_NAMES, PHONEBOOK_ENTRIES), rng.sample(_SURNAMES, PHONEBOOK_ENTRIES))]
+    numbers = _distinct(rng, lambda: _digits(rng, 5), PHONEBOOK_ENTRIES)
+    block = "Office directory:\n" + "\n".join(f"{p}: extension {n}" for p, n in zip(people, numbers)) + "\n"
+    target = rng.randrange(PHONEBOOK_ENTRIES)
+    head = "The text below contains an office directory. Answer the question about it."
+    question = f"What is the extension of {people[target]}?"
+    budget = length - count(head) - count(block) - 2 * count(question) - 16
+    body = " ".join(_insert(rng, _fill(rng, budget, count, _bland_sentence), [block]))
+    prompt = f"{head} {question}\n\n{body}\n\n{question}"
+    # The prefix repeats the directory line of the person, so the reply starts with the number.
+    return Item("phonebook", prompt, [numbers[target]], "first_option", f"{people[target]}: extension",
+                numbers)
+
+
 _BUILDERS = {
     "passkey": _passkey,
     "multikey_niah": _multikey,
@@ -294,6 +319,7 @@ _BUILDERS = {
     "variable_tracking": _variable_tracking,
     "fewshot_classification": _fewshot,
     "fact_qa": _fact_qa,
+    "phonebook": _phonebook,
 }
 
 

@@ -20,6 +20,7 @@ from adapters.hf import greedy_generate
 from adapters.loading import load_model
 from core.policies import make_policy
 from eval.lm import builtin_tasks
+from eval.lm.bootstrap import normalised_interval
 from eval.plots import score_vs_cache
 from core.atomic import write_json_atomic
 
@@ -153,6 +154,7 @@ def run_policies(args) -> dict:
             rows = [done[it.id] for it in task_items]
             per_task[task] = {
                 "score": taskset.score(task, task_items, [r["prediction"] for r in rows]),
+                "item_scores": [taskset.score(task, [it], [r["prediction"]]) for it, r in zip(task_items, rows)],
                 "cache_fraction": sum(r["cache_fraction"] for r in rows) / len(rows),
                 "seconds_per_item": sum(r["seconds"] for r in rows) / len(rows),
                 "n": len(rows),
@@ -191,18 +193,28 @@ def add_normalised(results: dict, chance: dict[str, float] | None = None) -> Non
         if at_chance:
             summary["normalised_score_above_chance"] = _mean_ratio(
                 per_task, full, [t for t in per_task if t not in at_chance])
+        if full and all("item_scores" in v for v in per_task.values()) and all("item_scores" in v for v in full.values()):
+            items = {t: v["item_scores"] for t, v in per_task.items()}
+            full_items = {t: v["item_scores"] for t, v in full.items()}
+            summary["normalised_ci95"] = normalised_interval(items, full_items, list(per_task))
+            if at_chance:
+                summary["normalised_above_chance_ci95"] = normalised_interval(
+                    items, full_items, [t for t in per_task if t not in at_chance])
         results.setdefault("summary", {})[name] = summary
 
 
 def format_table(results: dict) -> str:
     tasks = results["tasks"]
-    head = f"{'policy':<10}" + "".join(f"{t[:18]:>20}" for t in tasks) + f"{'mean':>9}{'norm.':>8}{'cache':>7}"
+    head = (f"{'policy':<10}" + "".join(f"{t[:18]:>20}" for t in tasks)
+            + f"{'mean':>9}{'norm.':>8}{'95% interval':>16}{'cache':>7}")
     lines = [head, f"{'':<10}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
     for name, per_task in results["policies"].items():
         s = results["summary"][name]
         cells = "".join(f"{per_task[t]['score']:>13.1f} / {per_task[t]['cache_fraction']:.2f}" for t in tasks)
         norm = f"{s['normalised_score']:.3f}" if s["normalised_score"] is not None else "n/a"
-        lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{s['cache_fraction']:>7.2f}")
+        ci = s.get("normalised_ci95")
+        interval = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a"
+        lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}")
     for task, v in results.get("tasks_at_chance", {}).items():
         lines.append(f"\n{task}: the full cache scores {v['full']:.1f}, not above chance ({v['chance']:.1f}); "
                      "its score ratios are noise.")
