@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def fit(student: NAMM, records, steps: int = 400, lr: float = 3e-3, batch: int =
             scores = bam_scores(feats, unflat, hidden)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(scores, label.float(), reduction="sum")
             loss.backward(retain_graph=True)
-            total += float(loss)
+            total += float(loss.detach())
             count += label.numel()
         for p in opt.param_groups[0]["params"]:
             p.grad /= max(1, count)
