@@ -39,6 +39,10 @@ def evaluate(model, tokenizer, items: list[bt.Item], chat: bool, log=None) -> di
 
 NOTES = """## Formats tried (SmolLM2-135M-Instruct, 1000 tokens, 4-6 items each)
 
+- phonebook (a directory block, `Name Surname: extension 12345` per line, in filler text): the answer
+  prefix `The extension of Name Surname is` scored 6/20 (the model often writes round numbers); priming
+  the directory line itself (`Name Surname: extension`) scored 6/12 at 1000 and 5/12 at 2000; kept.
+
 - passkey, multikey_niah, fact_qa: plain text and chat template both 100% at 1000 tokens; plain kept.
 - fact_qa at 2000 tokens with first names only: 0% plain and chat (the model answers well-known
   cities); with first name + surname: 40% plain, 40% chat (chance 16.7%); full names kept.
