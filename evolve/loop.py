@@ -71,7 +71,12 @@ def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume
         optimizer = CMAES.create(n_params, config.popsize, config.sigma0, config.elite_ratio, config.diagonal,
                                  config.active, config.seed, initial_mean(config, n_params))
         template = NAMM(namm_config)
-        fitness.calibrate(template)  # generation 0: frozen normalisation from the all-zero NAMM
+        if config.init_from is None:
+            fitness.calibrate(template)  # generation 0: frozen normalisation from the all-zero NAMM
+        else:  # the starting parameters were fitted to their own frozen normalisation: keep it
+            start = NAMM.from_pretrained(config.init_from)
+            template.normaliser.mean = start.normaliser.mean.clone()
+            template.normaliser.var = start.normaliser.var.clone()
         state = RunState()
         rows = []
     if dist.is_main:

@@ -1,5 +1,7 @@
 """Bad configs and mismatched checkpoints get errors that name the file, the line and the field."""
+import numpy as np
 import pytest
+import torch
 
 from core.namm import NAMM, NAMMConfig
 from evolve.config import ConfigError, load_config, parse_config
@@ -18,7 +20,12 @@ stages:
 
 def test_presets_parse():
     cpu = load_config("configs/evolve_smollm2_cpu.yaml")
-    assert cpu.popsize >= 8 and cpu.namm["n_up"] < cpu.stages[0].prompt_length and len(cpu.stages) == 3
+    assert cpu.popsize >= 16 and all(1500 <= s.prompt_length <= 3000 for s in cpu.stages)
+    assert cpu.lm_metric != "score" and cpu.target_cache == 0.5 and cpu.shared_prefix
+    from eval.lm.builtin_tasks import TASKS
+    heldout = {"kv_retrieval", "fewshot_classification", "phonebook"}
+    assert heldout <= set(TASKS) and not heldout & {t for s in cpu.stages for t in s.tasks}
+    assert NAMM.from_pretrained(cpu.init_from).n_params == NAMMConfig(**cpu.namm).bam.n_params
     paper = load_config("configs/evolve_llama3_paper.yaml", ["data_dir=somewhere"])
     assert paper.popsize == 32 and paper.sigma0 == 0.065 and paper.elite_ratio == 0.5
     assert [s.tasks[-1] for s in paper.stages] == ["passage_retrieval_en", "dureader", "narrativeqa"]
@@ -70,3 +77,18 @@ def test_init_from_another_parameter_count_is_refused(tmp_path):
     config = parse_config(GOOD, "cfg.yaml", [f"init_from={tmp_path / 'small'}"])
     with pytest.raises(ValueError, match="has 2124 parameters but the config's NAMM has 4172"):
         evolve(config, tmp_path / "run", progress=False)
+
+
+def test_init_from_brings_its_frozen_normalisation(tmp_path):
+    from core.namm import NAMM
+    from evolve.loop import evolve
+
+    start = NAMM(None, np.full(NAMM.zeros().n_params, 0.01), np.arange(17.0), np.full(17, 4.0))
+    start.save_pretrained(tmp_path / "start")
+    toy = ("fitness: toy\nseed: 3\npopsize: 4\neval_every: 1\n"
+           "stages:\n  - {name: a, tasks: [a], generations: 1, prompts_per_task: 1, prompt_length: 64}\n")
+    config = parse_config(toy, "cfg.yaml", [f"init_from={tmp_path / 'start'}"])
+    evolve(config, tmp_path / "run", progress=False)
+    latest = NAMM.from_pretrained(tmp_path / "run" / "latest")
+    assert torch.equal(latest.normaliser.mean, start.normaliser.mean)
+    assert torch.equal(latest.normaliser.var, start.normaliser.var)
