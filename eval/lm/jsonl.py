@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from core.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """A benchmark or prediction file is missing or malformed."""
 
 

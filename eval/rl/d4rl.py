@@ -18,11 +18,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from core.errors import UserError
+
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 OPTIONAL_KEYS = ("next_observations",)
 
 
-class DatasetFormatError(KeyError):
+class DatasetFormatError(UserError, KeyError):
     """A data file lacks a key it must have; the message names the file and the key."""
 
     def __str__(self):  # KeyError would quote the message
