@@ -22,6 +22,7 @@ from core.policies import make_policy
 from eval.lm import builtin_tasks
 from eval.plots import score_vs_cache
 from core.atomic import write_json_atomic
+from eval.lm.resume_key import checkpoint_sha256, prediction_settings, read_predictions
 
 
 @dataclass
@@ -83,18 +84,6 @@ def benchmark_taskset(benchmark, data_dir, tasks, tokenizer, max_length, limit) 
     return TaskSet(items, score)
 
 
-def read_predictions(path: Path) -> dict[str, dict]:
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill: that item is recomputed
-            done[row["id"]] = row
-    return done
-
-
 def policy_for(name, budget, ckpt, n_up, prompt_end):
     if name == "namm":
         return make_policy("namm", ckpt=ckpt or "zeros")
@@ -122,6 +111,7 @@ def run_policies(args) -> dict:
     out = Path(args.out_dir)
     results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, "budget": str(args.budget),
                      "ckpt": args.ckpt, "policies": {}}
+    ckpt_sha256 = results["ckpt_sha256"] = checkpoint_sha256(args.ckpt)
     progress = tqdm(total=len(policies) * len(taskset.items), desc="eval.lm", unit="item")
     for name in policies:
         per_task = {}
@@ -134,7 +124,8 @@ def run_policies(args) -> dict:
                 budget = float(budget)
             path = out / "preds" / name / f"{task}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            done = read_predictions(path)
+            settings = prediction_settings(args, name, budget, ckpt_sha256)
+            done = read_predictions(path, settings)
             with path.open("a") as sink:
                 for item in task_items:
                     if item.id not in done:
@@ -145,7 +136,7 @@ def run_policies(args) -> dict:
                                               eos_token_id=tokenizer.eos_token_id)
                         row = {"id": item.id, "prediction": tokenizer.decode(gen.tokens[0], skip_special_tokens=True),
                                "cache_fraction": gen.cache_fraction, "prompt_tokens": ids.shape[1],
-                               "seconds": time.perf_counter() - started}
+                               "seconds": time.perf_counter() - started, "settings": settings}
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                         sink.flush()
                         done[item.id] = row
