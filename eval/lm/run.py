@@ -19,7 +19,7 @@ from tqdm import tqdm
 from adapters.hf import greedy_generate
 from adapters.loading import load_model
 from core.policies import make_policy
-from eval.lm import builtin_tasks
+from eval.lm import builtin_tasks, checks
 from eval.plots import score_vs_cache
 from core.atomic import write_json_atomic
 from eval.lm.resume_key import checkpoint_sha256, prediction_settings, read_predictions
@@ -93,6 +93,7 @@ def policy_for(name, budget, ckpt, n_up, prompt_end):
 
 
 def run_policies(args) -> dict:
+    checks.validate_run_args(args)  # every argument, before the model loads
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model)
     tasks = args.tasks.split(",")
@@ -102,6 +103,7 @@ def run_policies(args) -> dict:
         if not args.data_dir:
             raise SystemExit(f"--benchmark {args.benchmark} needs --data-dir with the official files")
         taskset = benchmark_taskset(args.benchmark, Path(args.data_dir), tasks, tokenizer, args.max_length, args.n)
+    checks.check_prompt_lengths(taskset.items, tokenizer, model, args.benchmark)
     policies = args.policies.split(",")
     matched = str(args.budget) == "matched"
     if matched and "namm" not in policies:
