@@ -16,6 +16,10 @@ class UserError(ValueError):
     """A bad input; the message says what and where (file:line: field ...)."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist (still a FileNotFoundError for older callers)."""
+
+
 USAGE_STATUS = 2
 
 
