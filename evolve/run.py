@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from evolve.config import ConfigError, load_config
+from core.errors import cli_main
+from evolve.config import load_config
 from evolve.distributed import init_from_env, shutdown
 from evolve.loop import evolve
 
@@ -24,6 +25,9 @@ def parse_args(argv=None):
     parser.add_argument("--config", help="YAML config (configs/evolve_*.yaml)")
     parser.add_argument("--out", help="run folder (default runs/evolve/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
+    parser.add_argument("--trust-run-dir", action="store_true",
+                        help="allow --resume to unpickle an older run's optimizer-*.pkl (runs code from the file: "
+                             "only for a run folder you or someone you trust wrote)")
     parser.add_argument("--data-dir", help="benchmark data folder (sets data_dir, e.g. LongBench's *.jsonl)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -31,6 +35,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """A user error (config, run folder, checkpoint) prints one line and returns 2."""
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     if args.config is None and not (args.resume and args.out):
         print("error: --config is required (or --resume with --out of an existing run)", file=sys.stderr)
@@ -38,16 +47,13 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else Path("runs") / "evolve" / Path(args.config).stem
     config_path = Path(args.config) if args.config else out / "config.yaml"
     overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
-    try:
-        config = load_config(config_path, overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(config_path, overrides)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     dist = init_from_env()
     try:
-        optimizer = evolve(config, out, resume=args.resume, dist=dist, progress=not args.no_progress)
+        optimizer = evolve(config, out, resume=args.resume, dist=dist, progress=not args.no_progress,
+                           trust_run_dir=args.trust_run_dir)
     finally:
         shutdown(dist)
     if dist.is_main:
