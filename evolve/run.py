@@ -9,12 +9,16 @@ config.yaml; a folder without a checkpoint starts fresh; overrides such as more 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
+from core.atomic import remove_stale_temporaries
 from core.errors import cli_main
+from core.lock import FolderLock
 from evolve.config import load_config
 from evolve.distributed import init_from_env, shutdown
 from evolve.loop import evolve
@@ -50,12 +54,16 @@ def _main(argv=None) -> int:
     config = load_config(config_path, overrides)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    dist = init_from_env()
-    try:
-        optimizer = evolve(config, out, resume=args.resume, dist=dist, progress=not args.no_progress,
-                           trust_run_dir=args.trust_run_dir)
-    finally:
-        shutdown(dist)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # rank 0 writes the folder, so it holds the lock
+    with FolderLock(out) if main_rank else nullcontext() as lock:
+        if lock is not None:
+            remove_stale_temporaries(out, untagged=True)  # a killed writer's; no one else writes here now
+        dist = init_from_env()
+        try:
+            optimizer = evolve(config, out, resume=args.resume, dist=dist, progress=not args.no_progress,
+                               trust_run_dir=args.trust_run_dir)
+        finally:
+            shutdown(dist)
     if dist.is_main:
         print(f"done: {config.total_generations} generations in {out}; the mean is in {out / 'latest'}, "
               f"the best held-out mean in {out / 'best'} (sigma {optimizer.sigma:.4g})")
