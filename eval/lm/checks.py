@@ -67,9 +67,7 @@ def namm_checkpoint(option: str, ckpt) -> None:
     from core.namm import NAMM
     try:
         NAMM.from_pretrained(ckpt)
-    except UserError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError) as err:  # UserError included
         raise UserError(f"{option} {ckpt}: not a usable NAMM checkpoint: {err}") from None
 
 
