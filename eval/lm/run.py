@@ -21,7 +21,7 @@ from adapters.loading import load_model
 from core.policies import make_policy
 from eval.lm import builtin_tasks, checks
 from eval.plots import score_vs_cache
-from core.atomic import write_json_atomic
+from core.atomic import remove_stale_temporaries, write_json_atomic
 from eval.lm.resume_key import checkpoint_sha256, prediction_settings, read_predictions
 
 
@@ -235,6 +235,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    remove_stale_temporaries(args.out_dir)  # of killed runs only: each names its writer's pid
     results = run_policies(args)
     out = Path(args.out_dir)
     write_json_atomic(out / "results.json", results)
