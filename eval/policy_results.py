@@ -26,6 +26,17 @@ def file_sha256(*paths) -> str:
     return digest.hexdigest()
 
 
+def model_identity(model: str) -> dict:
+    """The model's name, and for a local folder its config's content and its weights' sizes and times."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return {"model": model}
+    configs = sorted(folder.glob("*.json"))
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    return {"model": str(folder.resolve()), "configs_sha256": file_sha256(*configs) if configs else None,
+            "weights": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]}
+
+
 def _digest(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 

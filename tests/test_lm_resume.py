@@ -70,3 +70,17 @@ def test_a_line_without_id_is_an_error_naming_file_and_line(tmp_path, fake_lm, c
     assert main(BASE + ["--policies", "full", "--out-dir", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:1: missing field 'id'" in err and "Traceback" not in err
+
+
+def test_a_model_folder_with_new_weights_is_recomputed(tmp_path, fake_lm):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"1" * 10)
+    out = tmp_path / "run"
+    argv = BASE + ["--policies", "full", "--model", str(model), "--out-dir", str(out)]
+    assert main(argv) == 0 and main(argv) == 0
+    assert len(fake_lm) == 2
+    (model / "model.safetensors").write_bytes(b"2" * 11)  # retrained into the same folder
+    assert main(argv) == 0
+    assert len(fake_lm) == 4

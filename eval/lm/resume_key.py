@@ -1,6 +1,7 @@
 """What a stored prediction was made with, so that a resumed `eval.lm` run reuses only its own rows.
 
-Every row of OUT/preds/<policy>/<task>.jsonl carries "settings": the model, the benchmark and its
+Every row of OUT/preds/<policy>/<task>.jsonl carries "settings": the model (for a local folder also its
+config files' hash and its weight files' sizes and times), the benchmark and its
 prompt settings (builtin: length and seed; official benchmarks: the data folder and --max-length), the
 policy and what changes its output (the NAMM checkpoint's content hash; a baseline's budget, n_up and
 whether it also evicts at the prompt's end). A row is reused only when its settings equal the current
@@ -35,7 +36,9 @@ def checkpoint_sha256(ckpt: str | None) -> str:
 
 def prediction_settings(args, policy: str, budget, ckpt_sha256: str) -> dict:
     """Everything that changes one prediction of `policy` in this run (the task and item are in the id)."""
-    settings = {"model": args.model, "benchmark": args.benchmark, "policy": policy}
+    from eval.policy_results import model_identity
+
+    settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": policy}
     if args.benchmark == "builtin":
         settings.update(length=args.length, seed=args.seed)
     else:

@@ -28,7 +28,7 @@ from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, cli_main
 from eval.lm.checks import at_least, fraction, name_list, namm_checkpoint, policy_names
 from eval.lm.resume_key import checkpoint_sha256
-from eval.policy_results import PolicyResults, file_sha256
+from eval.policy_results import PolicyResults, model_identity
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
 from eval.video.answering import run_lvb, run_mlvu
@@ -150,17 +150,6 @@ def validate_args(args) -> list[str]:
         if not Path(args.data_dir).is_dir():
             raise UserError(f"--data-dir {args.data_dir}: folder not found")
     return names
-
-
-def model_identity(model: str) -> dict:
-    """The model's name, and for a local folder its config's content and its weights' sizes and times."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return {"model": model}
-    configs = sorted(folder.glob("*.json"))
-    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
-    return {"model": str(folder.resolve()), "configs_sha256": file_sha256(*configs) if configs else None,
-            "weights": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]}
 
 
 def policy_settings(args, name: str, ckpt_sha256: str) -> dict:
