@@ -20,6 +20,10 @@ class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the user named does not exist (still a FileNotFoundError for older callers)."""
 
 
+class ExistsError(UserError, FileExistsError):
+    """A file or folder the user named already holds something that must not be overwritten."""
+
+
 USAGE_STATUS = 2
 
 

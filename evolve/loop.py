@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core.errors import ExistsError
 from core.namm import NAMM
 from evolve.checkpoint import RunState, has_checkpoint, load_checkpoint, save_best, save_checkpoint
 from evolve.config import EvolveConfig
@@ -64,7 +65,7 @@ def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume
         rows = read_log(run_dir, state.next_generation) if dist.is_main else []
     else:
         if has_checkpoint(run_dir):
-            raise FileExistsError(f"{run_dir} already holds a run (state.json); pass --resume or choose another --out")
+            raise ExistsError(f"{run_dir} already holds a run (state.json); pass --resume or choose another --out")
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
         optimizer = CMAES.create(n_params, config.popsize, config.sigma0, config.elite_ratio, config.diagonal,

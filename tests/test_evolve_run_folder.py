@@ -109,3 +109,11 @@ def test_a_killed_runs_temporaries_are_removed_on_start(tmp_path):
     assert _run(tmp_path, "--resume", "stages.1.generations=2") == 0
     assert not any(p.exists() for p in leftovers) and not staging.exists()
     assert unrelated.read_text() == "mine"
+
+
+def test_a_fresh_run_into_an_existing_run_is_one_line(tmp_path, capsys):
+    _three_generations(tmp_path)
+    capsys.readouterr()
+    assert _run(tmp_path, "stages.1.generations=1") == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (state.json); pass --resume" in err and err.count("\n") == 1
