@@ -151,4 +151,6 @@ def report(results: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2

@@ -1,18 +1,65 @@
-"""Atomic writes: a temporary file (or folder) beside the target, then os.replace (nothing half-written)."""
+"""Atomic writes: a temporary file (or folder) beside the target, then os.replace (nothing half-written).
+
+Temporaries are named `<target>.<pid>-<random>.tmp` (folders: `.<target>.<pid>-<random>.tmp`), so that a
+later run can tell its own kind of leftovers from a live writer's: `remove_stale_temporaries` deletes
+those whose process is gone (a run killed between writing and renaming).
+"""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
 
+_TAGGED = re.compile(r"\.(\d+)-[a-z0-9_]{8}\.tmp$")
+_UNTAGGED = re.compile(r"\.[a-z0-9_]{8}\.tmp$")  # this module's files before the pid was in the name
+
+
+def _tag() -> str:
+    return f".{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, untagged: bool = False) -> list[Path]:
+    """Delete, under `folder`, the temporaries this module made for processes that no longer run; with
+    `untagged` (only for a caller holding the folder's lock) also older ones without a pid. Returns them."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for root, dirs, files in os.walk(folder):
+        for name in list(dirs) + files:
+            match = _TAGGED.search(name)
+            stale = (match is not None and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1)))) \
+                or (untagged and match is None and name in files and _UNTAGGED.search(name) is not None)
+            if not stale:
+                continue
+            path = Path(root) / name
+            if name in dirs:
+                dirs.remove(name)
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
 
 def write_bytes_atomic(path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + _tag(), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -45,7 +92,7 @@ def write_folder_atomic(path, fill: Callable[[Path], None], keep: Callable[[Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}{_tag()}", suffix=".tmp", dir=path.parent))
     retired = path.with_name(f".{path.name}.old")
     try:
         fill(staging)

@@ -16,6 +16,7 @@ import torch
 
 from core.atomic import write_bytes_atomic, write_json_atomic
 from core.bam import BAMShape, bam_scores
+from core.errors import MissingFileError, UserError
 from core.features import FeatureNormaliser, age_embedding
 from core.memory import LayerMemory
 from core.policies.base import MemoryPolicy
@@ -58,6 +59,14 @@ class NAMMConfig:
         if unknown:
             raise ValueError(f"{source}: unknown NAMM config field(s) {unknown}")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _same_kind(value, default) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class NAMM(MemoryPolicy):
@@ -153,33 +162,52 @@ class NAMM(MemoryPolicy):
 
         folder = Path(folder)
         if not folder.is_dir():
-            raise FileNotFoundError(f"NAMM checkpoint folder {folder} does not exist")
+            raise MissingFileError(f"NAMM checkpoint folder {folder} does not exist")
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (folder / name).is_file():
-                raise FileNotFoundError(f"NAMM checkpoint {folder} has no {name}")
+                raise MissingFileError(f"NAMM checkpoint {folder} has no {name}")
         config_path = folder / CONFIG_FILE
         try:
-            data = json.loads(config_path.read_text())
+            data = json.loads(config_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{config_path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+            raise UserError(f"{config_path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{config_path}: not UTF-8 text") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{config_path}: expected a JSON object of NAMM config fields, got {type(data).__name__}")
         if data.get("model_type", "namm") != "namm":
-            raise ValueError(f"{config_path}: model_type is {data.get('model_type')!r}, expected 'namm'")
-        config = NAMMConfig.from_dict(data, str(config_path))
+            raise UserError(f"{config_path}: model_type is {data.get('model_type')!r}, expected 'namm'")
+        for f in fields(NAMMConfig):
+            if f.name in data and not _same_kind(data[f.name], getattr(NAMMConfig, f.name)):
+                raise UserError(f"{config_path}: field '{f.name}' must be {type(getattr(NAMMConfig, f.name)).__name__}, "
+                                f"got {data[f.name]!r}")
+        try:
+            config = NAMMConfig.from_dict(data, str(config_path))
+        except TypeError as err:
+            raise UserError(f"{config_path}: {err}") from None
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        try:
+            expected = config.bam.n_params
+        except (TypeError, ValueError) as err:
+            raise UserError(f"{config_path}: the fields do not describe a NAMM ({err})") from None
+        if "n_params" in data and data["n_params"] != expected:
+            raise UserError(f"{config_path}: field 'n_params' is {data['n_params']!r}, but the other fields describe "
+                            f"a NAMM with {expected} parameters")
         try:
             tensors = load_file(folder / WEIGHTS_FILE)
         except SafetensorError as err:
-            raise ValueError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({err})") from None
+            raise UserError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({err})") from None
         for key in ("params", "norm_mean", "norm_var"):
             if key not in tensors:
-                raise ValueError(f"{folder / WEIGHTS_FILE}: missing tensor {key!r}")
-        expected = config.bam.n_params
+                raise UserError(f"{folder / WEIGHTS_FILE}: missing tensor {key!r}")
         if tensors["params"].numel() != expected:
-            raise ValueError(f"{folder / WEIGHTS_FILE}: 'params' has {tensors['params'].numel()} values, but the "
-                             f"config describes a NAMM with {expected} parameters")
+            raise UserError(f"{folder / WEIGHTS_FILE}: 'params' has {tensors['params'].numel()} values, but the "
+                            f"config describes a NAMM with {expected} parameters")
         for key in ("norm_mean", "norm_var"):
             if tensors[key].numel() != config.n_freq:
-                raise ValueError(f"{folder / WEIGHTS_FILE}: {key!r} has {tensors[key].numel()} values, "
-                                 f"expected {config.n_freq}")
+                raise UserError(f"{folder / WEIGHTS_FILE}: {key!r} has {tensors[key].numel()} values, "
+                                f"expected {config.n_freq}")
         return cls(config, tensors["params"], tensors["norm_mean"], tensors["norm_var"])
 
     @classmethod

@@ -72,8 +72,24 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    check_args(args)
     print_table(run(args), args)
 
 
+def check_args(args) -> None:
+    """Every argument before the model loads (a UserError: one line, status 2)."""
+    from eval.lm import checks
+
+    checks.name_list("--tasks", args.tasks, checks.known_tasks("builtin"))
+    checks.name_list("--policies", args.policies, checks.policy_names())
+    checks.fraction("--budget", args.budget)
+    for option, value, minimum in (("--n", args.n, 1), ("--length", args.length, 64), ("--n-up", args.n_up, 1),
+                                   ("--threads", args.threads, 1), ("--seed", args.seed, 0)):
+        checks.at_least(option, value, minimum)
+    checks.namm_checkpoint("--ckpt", args.ckpt)
+
+
 if __name__ == "__main__":
-    main()
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2

@@ -55,4 +55,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2

@@ -9,12 +9,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from core.errors import ExistsError
 from core.namm import NAMM
 from evolve.checkpoint import RunState, has_checkpoint, load_checkpoint, save_best, save_checkpoint
 from evolve.config import EvolveConfig
 from evolve.distributed import Dist
 from evolve.fitness import Fitness, make_fitness
 from evolve.optimizer import CMAES
+from evolve.resume_check import check_resume_config
 from core.atomic import write_text_atomic
 from evolve.runlog import plot_log, read_log, write_log
 
@@ -51,21 +53,23 @@ def initial_mean(config: EvolveConfig, n_params: int) -> np.ndarray:
 
 def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume: bool = False,
            dist: Dist | None = None, progress: bool = True,
-           on_generation: Callable[[int, CMAES], None] | None = None) -> CMAES:
+           on_generation: Callable[[int, CMAES], None] | None = None, trust_run_dir: bool = False) -> CMAES:
     """Run (or resume) every stage of `config` in `run_dir`; return the optimiser (its `.mean` is the
-    solution). `on_generation(g, optimizer)` is called after generation g is committed."""
+    solution). `on_generation(g, optimizer)` is called after generation g is committed. An older run folder
+    whose optimiser state is a pickle resumes only with `trust_run_dir`."""
     run_dir = Path(run_dir)
     dist = dist or Dist()
     namm_config = config.namm_config()
     n_params = namm_config.bam.n_params
     fitness = fitness if fitness is not None else make_fitness(config, run_dir, dist)
     if resume and has_checkpoint(run_dir):
-        optimizer, latest, state = load_checkpoint(run_dir, n_params, config.popsize)
+        optimizer, latest, state = load_checkpoint(run_dir, n_params, config.popsize, trust_run_dir)
+        check_resume_config(run_dir, config, state.next_generation)
         template = NAMM(namm_config, None, latest.normaliser.mean, latest.normaliser.var)
         rows = read_log(run_dir, state.next_generation) if dist.is_main else []
     else:
         if has_checkpoint(run_dir):
-            raise FileExistsError(f"{run_dir} already holds a run (state.json); pass --resume or choose another --out")
+            raise ExistsError(f"{run_dir} already holds a run (state.json); pass --resume or choose another --out")
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
         optimizer = CMAES.create(n_params, config.popsize, config.sigma0, config.elite_ratio, config.diagonal,

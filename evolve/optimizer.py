@@ -4,20 +4,42 @@ Defaults: population 32, initial step 0.065, elite ratio 0.5 (mu = popsize x rat
 positive weights, no negative "active" update unless asked), mean learning rate 1, mean starting at
 zero; separable (diagonal) covariance unless `diagonal=False`. The MEAN is the solution.
 
-The optimiser state is `cma`'s own pickle of the strategy (the only exact way to rebuild every
-internal path, step-size and covariance variable), kept in its own file beside the policy
-checkpoint. Sampling uses a seeded `numpy.random.Generator` owned by the strategy (option `randn`),
-so the pickle carries the random state too and a resumed run draws exactly the same members.
+The optimiser state is stored without pickle, as a safetensors file (`to_safetensors`): the
+settings the strategy was created with (JSON metadata), its starting mean, and the fitness values it
+was told, one row per generation, plus the mean and step size reached. Sampling uses a seeded
+`numpy.random.Generator` owned by the strategy (option `randn`), so `from_file` rebuilds every internal
+path, step-size, covariance and random state exactly by creating the strategy again and replaying its
+ask/tell history (milliseconds a generation), then checks that the replay reaches the stored mean and
+step size bit for bit (a different `cma` version that changed the arithmetic is refused, not
+continued approximately). Loading such a file runs no code from it.
+
+Older run folders hold `cma`'s pickle of the strategy (`.pkl`). Unpickling runs code chosen by whoever
+wrote the file, so `from_file` refuses it unless `trust_pickle=True` (`--trust-run-dir` on the command
+line); such a run keeps writing pickles, since it has no history to replay.
 """
 from __future__ import annotations
 
 import io
+import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 
-FORMAT = "namm-x/cma-es/1"
+from core.errors import MissingFileError, UserError
+
+FORMAT = "namm-x/cma-es/1"  # the pickle of older runs
+REPLAY_FORMAT = "namm-x/cma-es-replay/1"
+_SPEC_TYPES = {"dim": int, "popsize": int, "sigma0": float, "elite_ratio": float, "diagonal": bool, "active": bool,
+               "seed": int}
+
+
+def _of_type(value, kind) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
 
 
 class GeneratorNormal:
@@ -31,9 +53,12 @@ class GeneratorNormal:
 
 
 class CMAES:
-    def __init__(self, es, seed: int):
+    def __init__(self, es, seed: int, spec: dict | None = None, x0: np.ndarray | None = None):
         self.es = es
         self.seed = seed
+        self.spec = spec  # create()'s arguments; None for a strategy unpickled from an older run
+        self.x0 = x0
+        self.told: list[np.ndarray] | None = [] if spec is not None else None  # fitness per tell, for replay
 
     @classmethod
     def create(cls, dim: int, popsize: int = 32, sigma0: float = 0.065, elite_ratio: float = 0.5,
@@ -56,8 +81,10 @@ class CMAES:
             "tolfun": 0, "tolfunhist": 0, "tolx": 0, "tolstagnation": 10**9, "maxiter": 10**12,
         }
         x0 = np.zeros(dim) if x0 is None else np.asarray(x0, dtype=np.float64).reshape(dim)
-        es = cma.CMAEvolutionStrategy(x0, sigma0, options)
-        return cls(es, seed)
+        es = cma.CMAEvolutionStrategy(x0.copy(), sigma0, options)
+        spec = {"dim": int(dim), "popsize": int(popsize), "sigma0": float(sigma0), "elite_ratio": float(elite_ratio),
+                "diagonal": bool(diagonal), "active": bool(active), "seed": int(seed)}
+        return cls(es, seed, spec, x0.copy())
 
     @property
     def dim(self) -> int:
@@ -88,8 +115,69 @@ class CMAES:
         if not np.all(np.isfinite(fitness)):
             raise ValueError(f"non-finite fitness values: {fitness.tolist()}")
         self.es.tell(list(np.asarray(solutions)), (-fitness).tolist())
+        if self.told is not None:
+            self.told.append(fitness.copy())
 
     # --- state ---
+    @property
+    def file_suffix(self) -> str:
+        return ".safetensors" if self.told is not None else ".pkl"
+
+    def state_bytes(self) -> bytes:
+        """The state file's contents: safetensors, or a pickle for a strategy that came from one."""
+        return self.to_safetensors() if self.told is not None else self.to_bytes()
+
+    def to_safetensors(self) -> bytes:
+        import cma
+        from safetensors.numpy import save
+
+        told = np.stack(self.told) if self.told else np.zeros((0, self.popsize))
+        tensors = {"x0": self.x0, "told": told.astype(np.float64), "mean": self.mean,
+                   "sigma": np.array([self.sigma], dtype=np.float64)}
+        return save(tensors, metadata={"format": REPLAY_FORMAT, "spec": json.dumps(self.spec),
+                                       "cma_version": cma.__version__})
+
+    @classmethod
+    def from_safetensors(cls, path) -> "CMAES":
+        """Create the strategy again and replay its history; refuse if that does not reach the stored state."""
+        import cma
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        try:
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError) as err:
+            raise UserError(f"{path}: not a readable optimiser state ({err})") from None
+        if meta.get("format") != REPLAY_FORMAT:
+            raise UserError(f"{path}: metadata 'format' is {meta.get('format')!r}, expected {REPLAY_FORMAT!r}")
+        try:
+            spec = json.loads(meta.get("spec", ""))
+        except json.JSONDecodeError:
+            raise UserError(f"{path}: metadata 'spec' is not JSON") from None
+        if not isinstance(spec, dict) or set(spec) != set(_SPEC_TYPES) or not all(
+                _of_type(spec[k], t) for k, t in _SPEC_TYPES.items()):
+            raise UserError(f"{path}: metadata 'spec' must hold {', '.join(_SPEC_TYPES)} with their types")
+        for key in ("x0", "told", "mean", "sigma"):
+            if key not in tensors:
+                raise UserError(f"{path}: missing tensor {key!r}")
+        dim, popsize = spec["dim"], spec["popsize"]
+        told = tensors["told"]
+        if tensors["x0"].shape != (dim,) or tensors["mean"].shape != (dim,) or told.ndim != 2 \
+                or told.shape[1] != popsize or tensors["sigma"].shape != (1,):
+            raise UserError(f"{path}: tensor shapes do not match dim {dim} and popsize {popsize}")
+        if not (np.isfinite(told).all() and np.isfinite(tensors["x0"]).all()):
+            raise UserError(f"{path}: tensors 'told' and 'x0' must be finite")
+        opt = cls.create(x0=tensors["x0"], **spec)
+        for row in told:
+            opt.tell(opt.ask(), row)
+        if not (np.array_equal(opt.mean, tensors["mean"]) and opt.sigma == float(tensors["sigma"][0])):
+            raise UserError(f"{path}: replaying the {len(told)} stored generations does not reach the stored mean "
+                            f"and step size (written with cma {meta.get('cma_version')}, this is cma "
+                            f"{cma.__version__}); resume with that cma version")
+        return opt
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         pickle.dump({"format": FORMAT, "dim": self.dim, "popsize": self.popsize, "seed": self.seed, "es": self.es},
@@ -97,10 +185,17 @@ class CMAES:
         return buffer.getvalue()
 
     @classmethod
-    def from_file(cls, path) -> "CMAES":
+    def from_file(cls, path, trust_pickle: bool = False) -> "CMAES":
+        """A .safetensors state (no code runs), or an older run's pickle when `trust_pickle`."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"optimiser state {path} does not exist")
+            raise MissingFileError(f"optimiser state {path} does not exist")
+        if path.suffix == ".safetensors":
+            return cls.from_safetensors(path)
+        if not trust_pickle:
+            raise UserError(f"{path}: an optimiser state in the older pickle format; unpickling runs code from the "
+                            f"file, so it is loaded only if you trust whoever wrote {path.parent}: pass "
+                            f"--trust-run-dir")
         try:
             with path.open("rb") as f:
                 data = pickle.load(f)

@@ -9,12 +9,17 @@ config.yaml; a folder without a checkpoint starts fresh; overrides such as more 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-from evolve.config import ConfigError, load_config
+from core.atomic import remove_stale_temporaries
+from core.errors import cli_main
+from core.lock import FolderLock
+from evolve.config import load_config
 from evolve.distributed import init_from_env, shutdown
 from evolve.loop import evolve
 
@@ -24,6 +29,9 @@ def parse_args(argv=None):
     parser.add_argument("--config", help="YAML config (configs/evolve_*.yaml)")
     parser.add_argument("--out", help="run folder (default runs/evolve/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
+    parser.add_argument("--trust-run-dir", action="store_true",
+                        help="allow --resume to unpickle an older run's optimizer-*.pkl (runs code from the file: "
+                             "only for a run folder you or someone you trust wrote)")
     parser.add_argument("--data-dir", help="benchmark data folder (sets data_dir, e.g. LongBench's *.jsonl)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -31,6 +39,11 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    """A user error (config, run folder, checkpoint) prints one line and returns 2."""
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     if args.config is None and not (args.resume and args.out):
         print("error: --config is required (or --resume with --out of an existing run)", file=sys.stderr)
@@ -38,18 +51,19 @@ def main(argv=None) -> int:
     out = Path(args.out) if args.out else Path("runs") / "evolve" / Path(args.config).stem
     config_path = Path(args.config) if args.config else out / "config.yaml"
     overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
-    try:
-        config = load_config(config_path, overrides)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(config_path, overrides)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    dist = init_from_env()
-    try:
-        optimizer = evolve(config, out, resume=args.resume, dist=dist, progress=not args.no_progress)
-    finally:
-        shutdown(dist)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # rank 0 writes the folder, so it holds the lock
+    with FolderLock(out) if main_rank else nullcontext() as lock:
+        if lock is not None:
+            remove_stale_temporaries(out, untagged=True)  # a killed writer's; no one else writes here now
+        dist = init_from_env()
+        try:
+            optimizer = evolve(config, out, resume=args.resume, dist=dist, progress=not args.no_progress,
+                               trust_run_dir=args.trust_run_dir)
+        finally:
+            shutdown(dist)
     if dist.is_main:
         print(f"done: {config.total_generations} generations in {out}; the mean is in {out / 'latest'}, "
               f"the best held-out mean in {out / 'best'} (sigma {optimizer.sigma:.4g})")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import yaml
 
+from core.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A configuration problem; the message names the file, the line and the field."""
 
 

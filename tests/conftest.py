@@ -31,3 +31,50 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class FakeTokenizer:
+    """Four characters a token; enough of a tokenizer for eval.lm's built-in tasks."""
+
+    eos_token_id = 0
+
+    def __call__(self, text, return_tensors=None, add_special_tokens=True):
+        from types import SimpleNamespace
+
+        ids = list(range(1, max(1, len(text) // 4) + 1))
+        return SimpleNamespace(input_ids=torch.tensor([ids]) if return_tensors == "pt" else ids)
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return "<user>" + messages[0]["content"] + "<assistant>"
+
+    def decode(self, tokens, skip_special_tokens=True):
+        return "0"
+
+
+@pytest.fixture
+def fake_lm(monkeypatch):
+    """eval.lm without a model: load_model gives a stub (context 8192) and greedy_generate reports the
+    cache fraction the policy would aim at (a baseline's budget, 0.5 for a NAMM with any non-zero
+    parameter). Returns the list of (policy, prompt tokens) generated, to count recomputations."""
+    from types import SimpleNamespace
+
+    import eval.lm.run as run
+
+    calls = []
+
+    def load_model(name):
+        return SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), FakeTokenizer()
+
+    def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id):
+        calls.append((policy.name, ids.shape[1]))
+        if hasattr(policy, "budget"):
+            fraction = float(policy.budget.value)
+        elif policy.name == "namm":
+            fraction = 0.5 if bool(policy.params.abs().sum() > 0) else 1.0
+        else:
+            fraction = 1.0
+        return SimpleNamespace(tokens=[[1]], cache_fraction=fraction)
+
+    monkeypatch.setattr(run, "load_model", load_model)
+    monkeypatch.setattr(run, "greedy_generate", greedy_generate)
+    return calls

@@ -1,6 +1,8 @@
 """CMA-ES wiring: reference defaults, exact state round trip, and a toy fitness that improves."""
 import numpy as np
+import pytest
 
+from core.errors import UserError
 from core.namm import NAMMConfig
 from evolve.config import parse_config
 from evolve.loop import evolve
@@ -23,18 +25,23 @@ def test_full_covariance_option():
     assert opt.es.opts["CMA_diagonal"] == 0 and opt.es.sm.C.shape == (12, 12)
 
 
-def test_state_round_trip_continues_exactly(tmp_path):
-    a = CMAES.create(50, popsize=8, seed=1)
-    for _ in range(2):
+@pytest.mark.parametrize("diagonal", [True, False])
+def test_state_round_trip_continues_exactly(tmp_path, diagonal):
+    a = CMAES.create(50, popsize=8, seed=1, diagonal=diagonal, x0=np.full(50, 0.01))
+    for _ in range(3):
         x = a.ask()
         a.tell(x, -np.sum((x - 0.1) ** 2, axis=1))
+    (tmp_path / "opt.safetensors").write_bytes(a.state_bytes())
     (tmp_path / "opt.pkl").write_bytes(a.to_bytes())
-    b = CMAES.from_file(tmp_path / "opt.pkl")
-    xa, xb = a.ask(), b.ask()
-    assert np.array_equal(xa, xb)
+    xa = a.ask()
     a.tell(xa, -np.sum(xa ** 2, axis=1))
-    b.tell(xb, -np.sum(xb ** 2, axis=1))
-    assert np.array_equal(a.mean, b.mean) and a.sigma == b.sigma
+    for b in (CMAES.from_file(tmp_path / "opt.safetensors"), CMAES.from_file(tmp_path / "opt.pkl", trust_pickle=True)):
+        xb = b.ask()
+        assert np.array_equal(xa, xb)
+        b.tell(xb, -np.sum(xb ** 2, axis=1))
+        assert np.array_equal(a.mean, b.mean) and a.sigma == b.sigma
+    with pytest.raises(UserError, match="--trust-run-dir"):
+        CMAES.from_file(tmp_path / "opt.pkl")
 
 
 def test_toy_fitness_improves(tmp_path):

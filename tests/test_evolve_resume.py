@@ -48,7 +48,7 @@ def test_killed_after_generation_resumes_exactly(tmp_path):
     saved = NAMM.from_pretrained(tmp_path / "killed" / "latest")
     assert np.array_equal(saved.params.numpy(), full.mean.astype(np.float32))
     assert (tmp_path / "killed" / "best").is_dir() and (tmp_path / "killed" / "fitness.png").is_file()
-    assert len(list((tmp_path / "killed").glob("optimizer-*.pkl"))) == 1
+    assert [p.name for p in (tmp_path / "killed").glob("optimizer-*")] == ["optimizer-000005.safetensors"]
 
 
 def test_killed_before_commit_redoes_the_generation(tmp_path, monkeypatch):

@@ -78,3 +78,29 @@ def test_unsupported_model_family_is_refused():
     with pytest.raises(ValueError, match="model family 'gpt2'"):
         with attach(model, NAMM.zeros()):
             pass
+
+
+def test_n_params_in_config_json_is_checked(tmp_path):
+    from core.errors import UserError
+
+    NAMM.zeros().save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    assert data["n_params"] == 4172
+    data["n_params"] = 2124  # says another NAMM than the other fields describe
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"config.json: field 'n_params' is 2124, but the other fields describe a "
+                                        r"NAMM with 4172 parameters"):
+        NAMM.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("text, words", [("[1, 2]", "expected a JSON object of NAMM config fields, got list"),
+                                         (b"\xff\xfe{}", "not UTF-8 text"),
+                                         ('{"n_up": "many"}', "config.json")])
+def test_a_config_json_that_is_not_an_object_is_named(tmp_path, text, words):
+    from core.errors import UserError
+
+    NAMM.zeros().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(UserError, match=words):
+        NAMM.from_pretrained(tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from core.errors import cli_main
 from eval.lm import calibrate, run, score_cli
 
 MODES = {
@@ -27,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """A user error (bad argument or file) prints one line and returns 2."""
+    return cli_main(_main, argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     if not argv or (argv[0] not in MODES and argv[0] not in ("-h", "--help")):

@@ -5,8 +5,10 @@ import json
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from core.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError):
     """A benchmark or prediction file is missing or malformed."""
 
 
@@ -15,8 +17,12 @@ def read_jsonl(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{number}: not UTF-8 text (byte {e.start + 1} of the line)") from None
             if not line.strip():
                 continue
             try:

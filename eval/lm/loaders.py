@@ -68,6 +68,8 @@ def _load_longbench_schema(benchmark, data_dir, task, prompts, maxlen, tokenizer
         ))
         if limit is not None and len(samples) >= limit:
             break
+    if not samples:
+        raise DataError(f"{path}: no records (the file is empty)")
     return samples
 
 
@@ -134,6 +136,8 @@ def load_infinitebench(data_dir, task, tokenizer=None, max_length=None, template
                               answer, infinitebench_config.MAX_NEW_TOKENS[task]))
         if limit is not None and len(samples) >= limit:
             break
+    if not samples:
+        raise DataError(f"{path}: no records (the file is empty)")
     return samples
 
 

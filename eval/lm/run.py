@@ -19,10 +19,11 @@ from tqdm import tqdm
 from adapters.hf import greedy_generate
 from adapters.loading import load_model
 from core.policies import make_policy
-from eval.lm import builtin_tasks
+from eval.lm import builtin_tasks, checks
 from eval.lm.bootstrap import normalised_interval
 from eval.plots import score_vs_cache
-from core.atomic import write_json_atomic
+from core.atomic import remove_stale_temporaries, write_json_atomic
+from eval.lm.resume_key import checkpoint_sha256, prediction_settings, read_predictions
 
 
 @dataclass
@@ -84,18 +85,6 @@ def benchmark_taskset(benchmark, data_dir, tasks, tokenizer, max_length, limit) 
     return TaskSet(items, score)
 
 
-def read_predictions(path: Path) -> dict[str, dict]:
-    done = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill: that item is recomputed
-            done[row["id"]] = row
-    return done
-
-
 def policy_for(name, budget, ckpt, n_up, prompt_end):
     if name == "namm":
         return make_policy("namm", ckpt=ckpt or "zeros")
@@ -105,6 +94,7 @@ def policy_for(name, budget, ckpt, n_up, prompt_end):
 
 
 def run_policies(args) -> dict:
+    checks.validate_run_args(args)  # every argument, before the model loads
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model)
     tasks = args.tasks.split(",")
@@ -114,6 +104,7 @@ def run_policies(args) -> dict:
         if not args.data_dir:
             raise SystemExit(f"--benchmark {args.benchmark} needs --data-dir with the official files")
         taskset = benchmark_taskset(args.benchmark, Path(args.data_dir), tasks, tokenizer, args.max_length, args.n)
+    checks.check_prompt_lengths(taskset.items, tokenizer, model, args.benchmark)
     policies = args.policies.split(",")
     matched = str(args.budget) == "matched"
     if matched and "namm" not in policies:
@@ -123,6 +114,7 @@ def run_policies(args) -> dict:
     out = Path(args.out_dir)
     results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, "budget": str(args.budget),
                      "ckpt": args.ckpt, "policies": {}}
+    ckpt_sha256 = results["ckpt_sha256"] = checkpoint_sha256(args.ckpt)
     progress = tqdm(total=len(policies) * len(taskset.items), desc="eval.lm", unit="item")
     for name in policies:
         per_task = {}
@@ -135,7 +127,8 @@ def run_policies(args) -> dict:
                 budget = float(budget)
             path = out / "preds" / name / f"{task}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            done = read_predictions(path)
+            settings = prediction_settings(args, name, budget, ckpt_sha256)
+            done = read_predictions(path, settings)
             with path.open("a") as sink:
                 for item in task_items:
                     if item.id not in done:
@@ -146,7 +139,7 @@ def run_policies(args) -> dict:
                                               eos_token_id=tokenizer.eos_token_id)
                         row = {"id": item.id, "prediction": tokenizer.decode(gen.tokens[0], skip_special_tokens=True),
                                "cache_fraction": gen.cache_fraction, "prompt_tokens": ids.shape[1],
-                               "seconds": time.perf_counter() - started}
+                               "seconds": time.perf_counter() - started, "settings": settings}
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                         sink.flush()
                         done[item.id] = row
@@ -254,6 +247,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    remove_stale_temporaries(args.out_dir)  # of killed runs only: each names its writer's pid
     results = run_policies(args)
     out = Path(args.out_dir)
     write_json_atomic(out / "results.json", results)

@@ -20,7 +20,11 @@ from tqdm import tqdm
 from adapters.decision_transformer import EpisodeActor
 from adapters.hf import attach
 from core.policies import make_policy
-from core.atomic import write_json_atomic
+from core.atomic import remove_stale_temporaries, write_json_atomic
+from core.errors import UserError, cli_main
+from eval.lm.checks import at_least, name_list, namm_checkpoint, policy_names
+from eval.lm.resume_key import checkpoint_sha256
+from eval.policy_results import PolicyResults, file_sha256
 from eval.rl.dt_model import load_dt
 from eval.rl.envs import canonical_env
 from eval.plots import score_vs_cache
@@ -68,7 +72,45 @@ def plot(rows: dict, title: str, path: Path) -> None:
                    xlabel="cache fraction at episode end (kept / processed tokens)")
 
 
+def protocol_settings(args, name: str, env: str, dt_path: Path, ckpt_sha256: str) -> dict:
+    """Everything that changes one protocol's result."""
+    dt_files = sorted(p for p in dt_path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin"))
+    settings = {"env": env, "dt_sha256": file_sha256(*dt_files), "protocol": name, "episodes": args.episodes,
+                "batch": args.batch, "seed": args.seed, "max_steps": args.max_steps}
+    if name == "namm":
+        settings["ckpt_sha256"] = ckpt_sha256
+    elif name not in ("window", "full"):
+        settings.update(budget=args.budget, n_up=args.n_up)
+    return settings
+
+
+def validate_args(args) -> tuple[str, Path, list[str]]:
+    """Every argument, before the DT loads: (env, DT folder, protocols)."""
+    try:
+        env = canonical_env(args.env)
+    except ValueError as err:
+        raise UserError(f"--env: {err}") from None
+    names = name_list("--policies", args.policies, ("window", *policy_names()))
+    if not 0.0 < args.budget <= 1.0:
+        raise UserError(f"--budget: expected a fraction in (0, 1], got {args.budget}")
+    for option, value in (("--n-up", args.n_up), ("--episodes", args.episodes), ("--batch", args.batch),
+                          ("--max-steps", args.max_steps), ("--threads", args.threads)):
+        at_least(option, value, 1)
+    at_least("--seed", args.seed, 0)
+    namm_checkpoint("--ckpt", args.ckpt)
+    dt_path = Path(args.dt) if args.dt else REPO / "checkpoints" / f"dt-{env}"
+    if not dt_path.is_dir():
+        raise UserError(f"--dt: no Decision Transformer at {dt_path}; train one with `python -m zoo.dt.train "
+                        f"--env {env}` or pass --dt")
+    return env, dt_path, names
+
+
 def main(argv=None) -> int:
+    """A user error (argument or file) prints one line and returns 2."""
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.rl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="hopper")
@@ -84,21 +126,26 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default=None, help="default: runs/rl/<env>")
     args = parser.parse_args(argv)
+    env, dt_path, names = validate_args(args)
     torch.set_num_threads(args.threads)
-    env = canonical_env(args.env)
-    dt_path = Path(args.dt) if args.dt else REPO / "checkpoints" / f"dt-{env}"
-    if not dt_path.is_dir():
-        sys.exit(f"no Decision Transformer at {dt_path}; train one with `python -m zoo.dt.train --env {env}` "
-                 f"or pass --dt")
-    bundle = load_dt(dt_path, env=env)
     out = Path(args.out_dir or f"runs/rl/{env}")
+    remove_stale_temporaries(out)
+    bundle = load_dt(dt_path, env=env)
+    stored, ckpt_sha256 = PolicyResults(out), checkpoint_sha256(args.ckpt)
     rows = {}
-    for name in tqdm(args.policies.split(","), desc="eval.rl", unit="protocol"):
-        result, fractions = run_protocol(bundle, name, args)
-        rows[name] = summarise(result, fractions)
-    results = {"env": env, "dt": str(dt_path.name), "ckpt": args.ckpt, "budget": args.budget,
-               "episodes": args.episodes, "seed": args.seed, "max_steps": args.max_steps, "protocols": rows}
-    out.mkdir(parents=True, exist_ok=True)
+    results = {"env": env, "dt": str(dt_path.name), "ckpt": args.ckpt, "ckpt_sha256": ckpt_sha256,
+               "budget": args.budget, "episodes": args.episodes, "seed": args.seed, "max_steps": args.max_steps,
+               "protocols": rows}
+    for name in tqdm(names, desc="eval.rl", unit="protocol"):
+        settings = protocol_settings(args, name, env, dt_path, ckpt_sha256)
+        rows[name] = stored.load(name, settings)
+        if rows[name] is None:  # not done before with these settings
+            result, fractions = run_protocol(bundle, name, args)
+            rows[name] = summarise(result, fractions)
+            stored.save(name, settings, rows[name])
+        results["pending"] = names[len(rows):]
+        write_json_atomic(out / "results.json", results)  # what is done so far, after every protocol
+    del results["pending"]
     write_json_atomic(out / "results.json", results)
     plot(rows, f"DT on {env}: {args.episodes} episodes, baselines at {args.budget:.0%}", out / "score_vs_cache.png")
     print(format_table(rows))

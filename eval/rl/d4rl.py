@@ -18,11 +18,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from core.errors import MissingFileError, UserError
+
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 OPTIONAL_KEYS = ("next_observations",)
 
 
-class DatasetFormatError(KeyError):
+class DatasetFormatError(UserError, KeyError):
     """A data file lacks a key it must have; the message names the file and the key."""
 
     def __str__(self):  # KeyError would quote the message
@@ -36,20 +38,35 @@ def _require(group, key: str, path) -> h5py.Dataset:
     return group[key]
 
 
+def _open_hdf5(path: Path) -> h5py.File:
+    """h5py.File, with a truncated or non-HDF5 file reported as a DatasetFormatError naming it."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise DatasetFormatError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {err}") from None
+
+
+def _read(dataset, path: Path, dtype=None) -> np.ndarray:
+    try:
+        return np.asarray(dataset[()], dtype=dtype)
+    except OSError as err:  # data past the end of a truncated file
+        raise DatasetFormatError(f"{path}: cannot read '{dataset.name}' (truncated or corrupt?): {err}") from None
+
+
 def load_d4rl_arrays(path) -> dict[str, np.ndarray]:
     """The flat arrays of a D4RL HDF5 file (required keys plus next_observations if present)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such D4RL file")
-    with h5py.File(path, "r") as f:
-        data = {k: np.asarray(_require(f, k, path)[()]) for k in REQUIRED_KEYS}
+        raise MissingFileError(f"{path}: no such D4RL file")
+    with _open_hdf5(path) as f:
+        data = {k: _read(_require(f, k, path), path) for k in REQUIRED_KEYS}
         for k in OPTIONAL_KEYS:
             if k in f:
-                data[k] = np.asarray(f[k][()])
+                data[k] = _read(f[k], path)
     n = len(data["observations"])
     for k, v in data.items():
         if len(v) != n:
-            raise ValueError(f"{path}: key '{k}' has {len(v)} rows, observations has {n}")
+            raise DatasetFormatError(f"{path}: key '{k}' has {len(v)} rows, observations has {n}")
     data["rewards"] = data["rewards"].reshape(n).astype(np.float32)
     data["terminals"] = data["terminals"].reshape(n).astype(bool)
     data["timeouts"] = data["timeouts"].reshape(n).astype(bool)
@@ -132,7 +149,7 @@ def load_minari_episodes(dataset_id: str, root=None) -> list[dict]:
     """
     path = minari_data_file(dataset_id, root)
     episodes = []
-    with h5py.File(path, "r") as f:
+    with _open_hdf5(path) as f:
         names = sorted((k for k in f.keys() if k.startswith("episode_")),
                        key=lambda k: int(k.split("_", 1)[1]))
         for name in names:
@@ -140,8 +157,8 @@ def load_minari_episodes(dataset_id: str, root=None) -> list[dict]:
             obs = _require(g, "observations", path)
             if isinstance(obs, h5py.Group):
                 raise ValueError(f"{path}: '{name}/observations' is a dict space; not supported")
-            obs = np.asarray(obs[()], dtype=np.float32)
-            act = np.asarray(_require(g, "actions", path)[()], dtype=np.float32)
+            obs = _read(obs, path, np.float32)
+            act = _read(_require(g, "actions", path), path, np.float32)
             t = len(act)
             episodes.append({
                 "observations": obs[:t],

@@ -19,6 +19,7 @@ import torch
 from transformers import DecisionTransformerModel
 
 from core.atomic import write_folder_atomic
+from core.errors import MissingFileError, UserError
 
 from .envs import canonical_env
 
@@ -53,16 +54,30 @@ class DTBundle:
         return self.model.config.max_ep_len
 
 
+def _json_object(path: Path) -> dict:
+    """A JSON object from `path`, or a UserError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def load_dt(path, device: str | torch.device = "cpu", **overrides) -> DTBundle:
     """Load a DT folder; keyword overrides (state_mean, state_std, scale, target_return, env,
     context) win over dt_meta.json."""
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path / 'config.json'}: not a Decision Transformer checkpoint folder")
+        raise MissingFileError(f"{path / 'config.json'}: not a Decision Transformer checkpoint folder")
+    _json_object(path / "config.json")
     model = DecisionTransformerModel.from_pretrained(path).to(device).eval()
     meta = {}
     if (path / META_FILE).is_file():
-        meta = json.loads((path / META_FILE).read_text())
+        meta = _json_object(path / META_FILE)
     meta.update({k: v for k, v in overrides.items() if v is not None})
     sd = model.config.state_dim
     if "state_mean" not in meta or "state_std" not in meta:

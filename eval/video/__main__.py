@@ -24,7 +24,11 @@ from tqdm import tqdm
 from adapters.hf import attach
 from adapters.loading import DTYPES
 from core.policies import make_policy
-from core.atomic import write_json_atomic
+from core.atomic import remove_stale_temporaries, write_json_atomic
+from core.errors import UserError, cli_main
+from eval.lm.checks import at_least, fraction, name_list, namm_checkpoint, policy_names
+from eval.lm.resume_key import checkpoint_sha256
+from eval.policy_results import PolicyResults, model_identity
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
 from eval.video.answering import run_lvb, run_mlvu
@@ -130,7 +134,47 @@ def plot(results: dict, path: Path) -> None:
                    f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path)
 
 
+def validate_args(args) -> list[str]:
+    """Every argument, before data or model load; returns the policy names."""
+    names = name_list("--policies", args.policies, policy_names())
+    fraction("--budget", args.budget)
+    for option, value in (("--frames", args.frames), ("--limit", args.limit), ("--n-test", args.n_test),
+                          ("--max-new-tokens", args.max_new_tokens), ("--threads", args.threads),
+                          ("--n-up", args.n_up)):
+        at_least(option, value, 1)  # --limit 0 used to mean "no limit": omit it for that
+    at_least("--seed", args.seed, 0)
+    namm_checkpoint("--ckpt", args.ckpt)
+    if args.benchmark != "builtin":
+        if not args.data_dir:
+            raise UserError(f"--benchmark {args.benchmark} needs --data-dir with the benchmark's files")
+        if not Path(args.data_dir).is_dir():
+            raise UserError(f"--data-dir {args.data_dir}: folder not found")
+    return names
+
+
+def policy_settings(args, name: str, ckpt_sha256: str) -> dict:
+    """Everything that changes one policy's result."""
+    settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": name, "frames": args.frames,
+                "limit": args.limit, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype,
+                "device": args.device, "seed": args.seed}
+    if args.benchmark == "builtin":
+        settings["n_test"] = args.n_test
+    else:
+        settings.update(data_dir=str(Path(args.data_dir).resolve()), annotation=args.annotation,
+                        subtitles=args.subtitles)
+    if name == "namm":
+        settings.update(ckpt_sha256=ckpt_sha256, n_up=args.n_up, prompt_end=args.prompt_end)
+    elif name != "full":
+        settings.update(budget=args.budget, n_up=args.n_up or 512, prompt_end=args.prompt_end)
+    return settings
+
+
 def main(argv=None) -> int:
+    """A user error (argument or file) prints one line and returns 2."""
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.video", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", default=None, help="NAMM checkpoint folder (default: the all-zero NAMM)")
@@ -157,11 +201,12 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/video")
     args = parser.parse_args(argv)
+    names = validate_args(args)
     torch.set_num_threads(args.threads)
     from eval.video.models import load_video_chat
 
-    if args.benchmark != "builtin" and not args.data_dir:
-        sys.exit(f"--benchmark {args.benchmark} needs --data-dir with the benchmark's files")
+    out = Path(args.out_dir)
+    remove_stale_temporaries(out)
     if args.benchmark == "longvideobench":
         items = lvb.load(args.data_dir, args.annotation)
         if args.limit:
@@ -174,12 +219,19 @@ def main(argv=None) -> int:
             items = first_per_task(items, args.limit)
         chance = mlvu.chance_by_task(items)
     chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
+    stored, ckpt_sha256 = PolicyResults(out), checkpoint_sha256(args.ckpt)
     results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
-               "ckpt": args.ckpt, "budget": args.budget, "chance": chance, "policies": {}}
-    for name in tqdm(args.policies.split(","), desc="eval.video", unit="policy"):
-        results["policies"][name] = evaluate_policy(chat, items, name, args)
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+               "ckpt": args.ckpt, "ckpt_sha256": ckpt_sha256, "budget": args.budget, "chance": chance, "policies": {}}
+    for i, name in enumerate(tqdm(names, desc="eval.video", unit="policy")):
+        settings = policy_settings(args, name, ckpt_sha256)
+        summary = stored.load(name, settings)
+        if summary is None:  # not done before with these settings
+            summary = evaluate_policy(chat, items, name, args)
+            stored.save(name, settings, summary)
+        results["policies"][name] = summary
+        results["pending"] = names[i + 1:]
+        write_json_atomic(out / "results.json", results)  # what is done so far, after every policy
+    del results["pending"]
     write_json_atomic(out / "results.json", results)
     plot(results, out / "accuracy_vs_cache.png")
     print(format_table(results))

@@ -1,4 +1,5 @@
-"""Run a video model over benchmark items: decode frames, ask, score. Missing videos are counted.
+"""Run a video model over benchmark items: decode frames, ask, score. Missing videos are counted, and so
+are videos that cannot be decoded (a corrupt or truncated file counts like a missing one).
 
 `reply_fn(frames, item)` returns the model's reply text; for MLVU it is the text generated after
 the answer prefix "Best option:(", for LongVideoBench the full reply. The model (and any memory
@@ -13,7 +14,7 @@ import numpy as np
 
 from . import longvideobench as lvb
 from . import mlvu
-from .frames import DecodeStats
+from .frames import DecodeStats, UnreadableVideo
 
 
 def run_mlvu(items: list[mlvu.MLVUItem], reply_fn: Callable[[np.ndarray, mlvu.MLVUItem], str], n_frames: int,
@@ -22,9 +23,9 @@ def run_mlvu(items: list[mlvu.MLVUItem], reply_fn: Callable[[np.ndarray, mlvu.ML
     for item in items:
         try:
             frames = mlvu.load_frames(item, n_frames, stats)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, UnreadableVideo, RuntimeError) as e:  # decord's errors are RuntimeErrors
             if log:
-                log(f"missing video for {item.id}: {e}")
+                log(f"missing or unreadable video for {item.id}: {e}")
             rows.append(mlvu.score(item, None))
             continue
         rows.append(mlvu.score(item, reply_fn(frames, item)))
@@ -40,9 +41,9 @@ def run_lvb(items: list[lvb.LVBItem], reply_fn: Callable[[np.ndarray, list, lvb.
     for item in items:
         try:
             frames, times = lvb.load_frames(item, max_frames, stats)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, UnreadableVideo, RuntimeError) as e:  # decord's errors are RuntimeErrors
             if log:
-                log(f"missing video for {item.id}: {e}")
+                log(f"missing or unreadable video for {item.id}: {e}")
             rows.append(lvb.score(item, None, rng))
             continue
         parts = lvb.prompt_parts(item, times, with_subtitles)

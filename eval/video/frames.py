@@ -60,14 +60,22 @@ def uniform_indices(total_frames: int, n: int) -> list[int]:
     return [min(total_frames - 1, int((a + b) / 2)) for a, b in zip(edges[:-1], edges[1:])]
 
 
+class UnreadableVideo(Exception):
+    """A video file that exists but cannot be decoded (corrupt, truncated): counted like a missing one."""
+
+
 def open_video(path: str | Path):
-    """A decord VideoReader (one decoding thread); raises FileNotFoundError naming a missing file."""
+    """A decord VideoReader (one decoding thread); raises FileNotFoundError naming a missing file and
+    UnreadableVideo naming a file decord cannot open."""
     import decord
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: video file not found")
-    return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    except RuntimeError as err:  # decord's DECORDError
+        raise UnreadableVideo(f"{path}: cannot decode the video ({str(err).strip().splitlines()[-1][:200]})") from None
 
 
 def read_frames(reader, indices: list[int], stats: DecodeStats | None = None) -> np.ndarray:

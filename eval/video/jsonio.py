@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from core.atomic import write_text_atomic
+from core.errors import UserError
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError):
     """A benchmark annotation file is malformed; the message names the file, record and field."""
 
 

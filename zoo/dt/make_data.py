@@ -12,6 +12,7 @@ Episodes last at most 1000 steps; `timeouts` is set on the step where the limit 
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from pathlib import Path
 
@@ -92,4 +93,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from core.errors import cli_main
+
+    sys.exit(cli_main(main))

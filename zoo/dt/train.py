@@ -11,6 +11,7 @@ eval.rl.dt_model.load_dt).
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import math
 import time
@@ -123,4 +124,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from core.errors import cli_main
+
+    sys.exit(cli_main(main))

@@ -1,0 +1,41 @@
+"""The project's user-error type and the one-line handling every command line shares.
+
+A `UserError` is a problem with what the user gave (an argument, a data file, a run folder), not a bug:
+its message names the file, the line and the field where they are known. Each CLI runs its main
+function through `cli_main`, which prints such an error as one line on stderr and exits with status 2,
+with no traceback. The project's older error types (ConfigError, DataError, AnnotationError,
+DatasetFormatError) are UserErrors too.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class UserError(ValueError):
+    """A bad input; the message says what and where (file:line: field ...)."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist (still a FileNotFoundError for older callers)."""
+
+
+class ExistsError(UserError, FileExistsError):
+    """A file or folder the user named already holds something that must not be overwritten."""
+
+
+USAGE_STATUS = 2
+
+
+def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run `main(argv)`; a UserError becomes `error: MESSAGE` on stderr and status 2."""
+    try:
+        return main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return USAGE_STATUS
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise UserError(message)

@@ -1,0 +1,86 @@
+"""eval.lm resumes only predictions made with the same settings, and repairs what a kill leaves."""
+import json
+
+import numpy as np
+import pytest
+
+from core.namm import NAMM
+from eval.lm.__main__ import main
+
+BASE = ["--tasks", "passkey", "--n", "2", "--length", "200", "--threads", "1"]
+
+
+def _results(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def test_a_rerun_with_another_budget_does_not_reuse_predictions(tmp_path, fake_lm):
+    out = tmp_path / "run"
+    assert main(BASE + ["--policies", "h2o", "--budget", "0.9", "--out-dir", str(out)]) == 0
+    assert _results(out)["policies"]["h2o"]["passkey"]["cache_fraction"] == pytest.approx(0.9)
+    assert main(BASE + ["--policies", "h2o", "--budget", "0.1", "--out-dir", str(out)]) == 0
+    assert _results(out)["policies"]["h2o"]["passkey"]["cache_fraction"] == pytest.approx(0.1)
+    assert len(fake_lm) == 4
+    # Back to 0.9: those rows are still in the file and are reused, nothing is recomputed.
+    assert main(BASE + ["--policies", "h2o", "--budget", "0.9", "--out-dir", str(out)]) == 0
+    assert _results(out)["policies"]["h2o"]["passkey"]["cache_fraction"] == pytest.approx(0.9)
+    assert len(fake_lm) == 4
+
+
+@pytest.mark.parametrize("flag", [["--n-up", "64"], ["--no-prompt-end"], ["--seed", "1"], ["--model", "other"]])
+def test_other_settings_that_change_a_prediction_are_recomputed(tmp_path, fake_lm, flag):
+    out = tmp_path / "run"
+    assert main(BASE + ["--policies", "h2o", "--out-dir", str(out)]) == 0
+    assert main(BASE + ["--policies", "h2o", "--out-dir", str(out)] + flag) == 0
+    assert len(fake_lm) == 4
+
+
+def test_a_rerun_with_another_checkpoint_does_not_reuse_the_zero_namm(tmp_path, fake_lm):
+    out = tmp_path / "run"
+    assert main(BASE + ["--policies", "namm", "--out-dir", str(out)]) == 0
+    assert _results(out)["policies"]["namm"]["passkey"]["cache_fraction"] == 1.0
+    ckpt = tmp_path / "namm"
+    zero = NAMM.zeros()
+    NAMM(zero.config, np.full(zero.n_params, 0.01, dtype=np.float32)).save_pretrained(ckpt)
+    assert main(BASE + ["--policies", "namm", "--ckpt", str(ckpt), "--out-dir", str(out)]) == 0
+    assert _results(out)["policies"]["namm"]["passkey"]["cache_fraction"] == 0.5
+    # Same folder, new content: the hash changes, so the predictions are made again.
+    NAMM(zero.config, np.full(zero.n_params, -0.01, dtype=np.float32)).save_pretrained(ckpt)
+    assert main(BASE + ["--policies", "namm", "--ckpt", str(ckpt), "--out-dir", str(out)]) == 0
+    assert len(fake_lm) == 6
+
+
+def test_a_torn_last_line_is_cut_before_the_recomputed_row_is_appended(tmp_path, fake_lm):
+    out = tmp_path / "run"
+    assert main(BASE + ["--policies", "full", "--out-dir", str(out)]) == 0
+    path = out / "preds" / "full" / "passkey.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed while writing row 2
+    assert main(BASE + ["--policies", "full", "--out-dir", str(out)]) == 0
+    rows = [json.loads(line) for line in path.read_text().splitlines()]  # every line is valid JSON
+    assert [r["id"] for r in rows] == [json.loads(line)["id"] for line in lines]
+    assert len(fake_lm) == 3
+
+
+def test_a_line_without_id_is_an_error_naming_file_and_line(tmp_path, fake_lm, capsys):
+    out = tmp_path / "run"
+    path = out / "preds" / "full" / "passkey.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"prediction": "1", "cache_fraction": 1.0, "seconds": 0.1}) + "\n")
+    assert main(BASE + ["--policies", "full", "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:1: missing field 'id'" in err and "Traceback" not in err
+
+
+def test_a_model_folder_with_new_weights_is_recomputed(tmp_path, fake_lm):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"1" * 10)
+    out = tmp_path / "run"
+    argv = BASE + ["--policies", "full", "--model", str(model), "--out-dir", str(out)]
+    assert main(argv) == 0 and main(argv) == 0
+    assert len(fake_lm) == 2
+    (model / "model.safetensors").write_bytes(b"2" * 11)  # retrained into the same folder
+    assert main(argv) == 0
+    assert len(fake_lm) == 4
