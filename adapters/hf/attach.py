@@ -18,7 +18,9 @@ class MemorySession:
         self.num_layers = num_layers
         self.observe_rows = int(observe_rows)
         self.cache: MemoryCache | None = None
-        self.prompt_final: bool | None = None  # None: every multi-token forward ends a prompt
+        # Set by a driver that feeds a prompt in chunks: whether the next forward ends the prompt.
+        # None (model.generate): the multi-token forward is the prompt, one-token forwards decode.
+        self.prompt_final: bool | None = None
         self.n_updates = 0
         self.observe_seconds = 0.0  # attention probabilities + policy.observe
         self.update_seconds = 0.0  # policy.select + eviction
@@ -31,8 +33,9 @@ class MemorySession:
             return None
         return self.cache.layers[layer_idx].mem
 
-    def prompt_ends_here(self) -> bool:
-        return True if self.prompt_final is None else self.prompt_final
+    def prompt_ends_here(self, q_len: int) -> bool:
+        """Whether a forward of `q_len` new tokens ends a prompt (a one-token last chunk does too)."""
+        return q_len > 1 if self.prompt_final is None else self.prompt_final
 
 
 def _adapter_for(model):
