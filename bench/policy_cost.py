@@ -8,6 +8,7 @@ process so that peak memory is its own. A configuration named twice in `--config
 run `--repeat` times, is measured several times: the rounds are interleaved (every configuration
 once, then again), so load on a shared machine falls on all of them alike, and the table shows
 medians and their ratios to the unmodified model's median measured in the same invocation.
+A `+shared` suffix (`namm-zero+shared`) runs a policy with `shared_attention=True`.
 
     python -m bench.policy_cost --lengths 1024,2048,4096 --new-tokens 32 --out bench/results/policy_cost.json
     python -m bench.policy_cost --lengths 4096 --configs sdpa,namm-zero,namm-evict,h2o@0.25 --repeat 3 --threads 1
@@ -95,8 +96,10 @@ def child(name: str, length: int, new_tokens: int, threads: int) -> dict:
         result["prefill_s"], result["decode_s"] = plain_generate(model, ids, new_tokens)
         result.update(cache_fraction=1.0, observe_s=0.0, update_s=0.0)
     else:
-        policy = make_policy(name)
-        out = greedy_generate(model, ids, policy, max_new_tokens=new_tokens)
+        # name+shared: the opt-in mode that computes the output from the observer's probabilities
+        base, shared = (name[: -len("+shared")], True) if name.endswith("+shared") else (name, False)
+        policy = make_policy(base)
+        out = greedy_generate(model, ids, policy, max_new_tokens=new_tokens, shared_attention=shared)
         result.update(prefill_s=out.prefill_seconds, decode_s=out.decode_seconds,
                       cache_fraction=out.cache_fraction, observe_s=out.observe_seconds,
                       update_s=out.update_seconds)

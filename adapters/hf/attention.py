@@ -40,8 +40,8 @@ def sdpa(query, key, value, scaling) -> torch.Tensor:
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling, enable_gqa=True)
 
 
-def kv_head_probs(query, key, scaling) -> torch.Tensor:
-    """Attention probabilities [B, Hkv, q, k] of the last q positions, averaged over GQA groups.
+def group_probs(query, key, scaling) -> torch.Tensor:
+    """Attention probabilities [B, Hkv, G, q, k] of the last q positions, per query head of each KV group.
 
     The query heads of each KV group are stacked along the rows, so K^T is multiplied once per KV
     head (never copied per query head)."""
@@ -53,8 +53,13 @@ def kv_head_probs(query, key, scaling) -> torch.Tensor:
     if q_len > 1:  # only the block of the queries' own keys needs masking
         future = torch.ones(q_len, q_len, dtype=torch.bool, device=query.device).triu(1)
         logits[..., k_len - q_len :].masked_fill_(future, float("-inf"))
-    probs = torch.softmax(logits, dim=-1, out=logits)
-    return probs[:, :, 0] if group == 1 else probs.mean(dim=2)
+    return torch.softmax(logits, dim=-1, out=logits)
+
+
+def kv_head_probs(query, key, scaling) -> torch.Tensor:
+    """Attention probabilities [B, Hkv, q, k] of the last q positions, averaged over GQA groups."""
+    probs = group_probs(query, key, scaling)
+    return probs[:, :, 0] if probs.shape[2] == 1 else probs.mean(dim=2)
 
 
 @dataclass(frozen=True)
@@ -122,35 +127,48 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
 
     policy = session.policy
     q_len = query.shape[2]
-    # The whole forward is first computed in one SDPA call, exactly as the unmodified model does
-    # (so a policy that evicts nothing is bit-identical); only the queries after an eviction inside
-    # this forward are computed again, against the reduced cache.
-    output = sdpa(query, key, value, scaling)
+    shared = session.shared_attention and policy.observes
+    if shared:  # opt-in: the output comes from the probabilities the observer computes anyway
+        output = query.new_empty(*query.shape[:3], value.shape[-1])
+    else:
+        # The whole forward is first computed in one SDPA call, exactly as the unmodified model
+        # does (so a policy that evicts nothing is bit-identical); only the queries after an
+        # eviction inside this forward are computed again, against the reduced cache.
+        output = sdpa(query, key, value, scaling)
     for seg in UpdateSchedule.for_forward(session, mem, q_len).segments():
         n_keys = len(mem) - (q_len - seg.end)  # the tokens after this segment are not visible yet
         keys, values = mem.keys[:, :, :n_keys], mem.values[:, :, :n_keys]
         segment = query[:, :, seg.start : seg.end]
-        if mem.keys is not key:  # evicted earlier in this forward
+        if not shared and mem.keys is not key:  # evicted earlier in this forward
             output[:, :, seg.start : seg.end] = sdpa(segment, keys, values, scaling)
         mem.advance(seg.end - seg.start)
         if policy.observes:
-            observe(session, mem, segment, keys, scaling, seg)
+            observe(session, mem, segment, keys, scaling, seg,
+                    (values, output[:, :, seg.start : seg.end]) if shared else None)
         if seg.updates:
             run_update(session, mem)
     return output.transpose(1, 2).contiguous(), None
 
 
-@torch.no_grad()
-def observe(session, mem, segment, keys, scaling, seg: Segment) -> None:
+def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> None:
     """Hand the policy the GQA-averaged probabilities of the segment's queries, in blocks of at
-    most `session.observe_rows` rows (statistics for the policy: never part of an autograd graph)."""
+    most `session.observe_rows` rows (statistics for the policy: never part of an autograd graph).
+    With `shared` = (values, out), also write the attention output of those rows into `out`."""
     started = time.perf_counter()
     n_rows, n_keys = segment.shape[2], keys.shape[2]
     for block in range(0, n_rows, session.observe_rows):
         rows = segment[:, :, block : block + session.observe_rows]
         visible = n_keys - n_rows + block + rows.shape[2]
-        probs = kv_head_probs(rows, keys[:, :, :visible], scaling)
-        session.policy.observe(mem, probs, n_rows - block - rows.shape[2] + seg.rows_after)
+        with torch.no_grad():
+            probs = group_probs(rows, keys[:, :, :visible], scaling)
+        if shared is not None:
+            values, out = shared
+            b, hkv, group, r, _ = probs.shape
+            attended = torch.matmul(probs.view(b, hkv, group * r, visible).to(values.dtype), values[:, :, :visible])
+            out[:, :, block : block + r] = attended.view(b, hkv * group, r, -1)
+        with torch.no_grad():
+            averaged = probs[:, :, 0] if probs.shape[2] == 1 else probs.mean(dim=2)
+            session.policy.observe(mem, averaged, n_rows - block - rows.shape[2] + seg.rows_after)
     session.observe_seconds += time.perf_counter() - started
 
 

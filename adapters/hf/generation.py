@@ -27,13 +27,14 @@ class Generation:
 @torch.no_grad()
 def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
                     prefill_chunk: int = 512, eos_token_id: int | list[int] | None = None,
-                    return_logits: bool = False, observe_rows: int = 128) -> Generation:
+                    return_logits: bool = False, observe_rows: int = 128,
+                    shared_attention: bool = False) -> Generation:
     if input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
-    with attach(model, policy, observe_rows=observe_rows) as session:
+    with attach(model, policy, observe_rows=observe_rows, shared_attention=shared_attention) as session:
         cache = session.new_cache()
         started = time.perf_counter()
         n_prompt = input_ids.shape[1]
