@@ -1,11 +1,14 @@
 """The attention function registered with transformers as "namm".
 
 It computes attention with SDPA and builds its own causal mask from the layer's real key length
-(layers differ after eviction). A forward's new queries are processed in segments that end where
-the policy is due to update, so a single forward over a long prompt evicts at the same points as
-feeding it chunk by chunk. When the policy observes, each segment's attention probabilities are
-computed in blocks of at most `observe_rows` queries, averaged over each KV head's query group and
-handed to the policy; nothing of size queries x keys outlives its block.
+(layers differ after eviction). An `UpdateSchedule` splits a forward's new queries into segments
+that end where the policy is due to update, so a single forward over a long prompt evicts at the
+same points as feeding it chunk by chunk. The forward's output is one SDPA call, as in the
+unmodified model; only queries after an eviction inside the same forward are computed again.
+When the policy observes, each segment's attention probabilities are computed in blocks of at
+most `observe_rows` queries (one Q.K^T per KV head), averaged over each KV head's query group and
+handed to the policy; nothing of size queries x keys outlives its block. With the opt-in
+`shared_attention`, those probabilities also give the output, and the SDPA call is skipped.
 """
 from __future__ import annotations
 
