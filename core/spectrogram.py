@@ -7,10 +7,10 @@ turned into one-sided magnitudes, and `ema <- a * ema + (1 - a) * frame` with `a
 A sequence starts with `hop` zero samples (the reference's left padding). Between calls only the
 samples not yet consumed by a complete frame are kept, never a queries x keys block.
 
-Both tensors are stored time-major, tokens last: the buffer `[B, H, n_fft, P]` (room for a full
-frame; the first `time_length` samples are live) and the EMA `[B, H, n_freq, P]`. Attention rows
+Both tensors are stored time-major, tokens last: the buffer `[B, H, S, P]` (S = hop after a
+prompt, n_fft once decoding writes rows in place; the first `time_length` samples are live) and the EMA `[B, H, n_freq, P]`. Attention rows
 arrive as `[rows, tokens]`, so they are appended without a transpose, one decoding step writes one
-row in place, and the windowed DFT of every frame is one matrix product over the time axis.
+row in place, and the windowed DFT of a frame is one matrix product over the time axis.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class StreamingSpectrogram:
 
     def init_state(self, state: TokenState, batch: int, heads: int, tokens: int, device, dtype=torch.float32) -> None:
         if BUFFER not in state:
-            buffer = torch.zeros(batch, heads, self.n_fft, tokens, device=device, dtype=dtype)
+            buffer = torch.zeros(batch, heads, self.hop, tokens, device=device, dtype=dtype)
             state.add(BUFFER, buffer, tokens, token_axis=3, time_axis=2, time_length=self.hop)
             ema = torch.zeros(batch, heads, self.n_freq, tokens, device=device, dtype=dtype)
             state.add(EMA, ema, tokens, token_axis=3)
@@ -80,17 +80,37 @@ class StreamingSpectrogram:
         samples[:, :, kept:, visible:] = 0.0
         n_frames = (total - self.n_fft) // self.hop + 1 if total >= self.n_fft else 0
         if n_frames <= 0:
+            if not in_place:
+                self._reserve(buffer, self.n_fft if rows < self.hop else total)
+                buffer.data[:, :, :total, :p] = samples
             buffer.time_length = total
             return
-        s_b, s_h, s_t, s_p = samples.stride()
-        framed = samples.as_strided((b, h, n_frames, self.n_fft, p), (s_b, s_h, self.hop * s_t, s_t, s_p))
-        mags = self._magnitudes(torch.matmul(self._basis_for(probs.device, probs.dtype), framed), dim=3)
+        # Frame by frame into one small [2 * n_freq, P] buffer per head, so no frames x tokens block
+        # is ever held: ema <- a**F * ema + sum_f (1 - a) * a**(F - 1 - f) * |frame_f|.
         a = self.frame_decay
-        powers = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64, device=probs.device)
-        weights = ((1 - a) * a**powers).to(mags.dtype)
+        basis = self._basis_for(probs.device, probs.dtype)
         ema = state.field(EMA).stored()  # [B, H, n_freq, P]
-        ema.mul_(a**n_frames).add_(torch.einsum("bhfkp,f->bhkp", mags, weights))
+        ema.mul_(a**n_frames)
+        spectrum = probs.new_empty(2 * self.n_freq, p)
+        for f in range(n_frames):
+            weight = (1 - a) * a ** (n_frames - 1 - f)
+            start = f * self.hop
+            for i in range(b):
+                for j in range(h):
+                    torch.mm(basis, samples[i, j, start : start + self.n_fft], out=spectrum)
+                    ema[i, j].add_(self._magnitudes(spectrum, dim=0), alpha=weight)
         consumed = n_frames * self.hop
         left = samples[:, :, consumed:]
+        if not in_place:
+            self._reserve(buffer, self.n_fft if rows < self.hop else total - consumed)
         buffer.data[:, :, : total - consumed, :p] = left.clone() if in_place else left
         buffer.time_length = total - consumed
+
+    def _reserve(self, buffer, n_samples: int) -> None:
+        """Room for `n_samples` buffered samples (contents are rewritten by the caller). Prompt
+        blocks leave `hop` samples; small (decoding) blocks get room for a whole frame, so that
+        later steps write in place."""
+        if buffer.data.shape[2] < n_samples:
+            shape = list(buffer.data.shape)
+            shape[2] = n_samples
+            buffer.data = buffer.data.new_zeros(shape)
