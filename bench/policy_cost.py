@@ -2,11 +2,16 @@
 
 For each prompt length: the unmodified model (SDPA, DynamicCache) and, through the memory-aware
 attention, the full cache, each baseline at 50% and 25% budget, the all-zero NAMM (evicts
-nothing: isolates its cost) and a NAMM with random parameters (evicts). Every configuration runs
-in its own process so that peak memory is its own. Prints one table and the ratios to the
-unmodified run measured in the same invocation.
+nothing: isolates its cost), the shipped NAMM with a raised threshold (`namm-evict`, keeps about
+a third) and a NAMM with random parameters (evicts almost everything). Every run is its own
+process so that peak memory is its own. A configuration named twice in `--configs`, or a list
+run `--repeat` times, is measured several times: the rounds are interleaved (every configuration
+once, then again), so load on a shared machine falls on all of them alike, and the table shows
+medians and their ratios to the unmodified model's median measured in the same invocation.
+A `+shared` suffix (`namm-zero+shared`) runs a policy with `shared_attention=True`.
 
     python -m bench.policy_cost --lengths 1024,2048,4096 --new-tokens 32 --out bench/results/policy_cost.json
+    python -m bench.policy_cost --lengths 4096 --configs sdpa,namm-zero,namm-evict,h2o@0.25 --repeat 3 --threads 1
 """
 from __future__ import annotations
 
@@ -14,16 +19,19 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 BASELINES = ("recency", "h2o", "l2", "tova", "snapkv", "random")
+SHIPPED_NAMM = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-smollm2"
+EVICT_THRESHOLD = 0.1  # the shipped NAMM with this threshold keeps about a third of a 4k random-token prompt
 
 
 def configs() -> list[str]:
-    names = ["sdpa", "full", "namm-zero", "namm-random"]
+    names = ["sdpa", "full", "namm-zero", "namm-evict", "namm-random"]
     for budget in ("0.5", "0.25"):
         names += [f"{b}@{budget}" for b in BASELINES]
     return names
@@ -47,6 +55,10 @@ def make_policy(name: str):
         return FullCache()
     if name == "namm-zero":
         return NAMM.zeros()
+    if name == "namm-evict":
+        namm = NAMM.from_pretrained(SHIPPED_NAMM)
+        namm.config.threshold = EVICT_THRESHOLD
+        return namm
     if name == "namm-random":
         return NAMM(params=torch.randn(4172, generator=torch.Generator().manual_seed(1)) * 0.3)
     policy, budget = name.split("@")
@@ -84,8 +96,10 @@ def child(name: str, length: int, new_tokens: int, threads: int) -> dict:
         result["prefill_s"], result["decode_s"] = plain_generate(model, ids, new_tokens)
         result.update(cache_fraction=1.0, observe_s=0.0, update_s=0.0)
     else:
-        policy = make_policy(name)
-        out = greedy_generate(model, ids, policy, max_new_tokens=new_tokens)
+        # name+shared: the opt-in mode that computes the output from the observer's probabilities
+        base, shared = (name[: -len("+shared")], True) if name.endswith("+shared") else (name, False)
+        policy = make_policy(base)
+        out = greedy_generate(model, ids, policy, max_new_tokens=new_tokens, shared_attention=shared)
         result.update(prefill_s=out.prefill_seconds, decode_s=out.decode_seconds,
                       cache_fraction=out.cache_fraction, observe_s=out.observe_seconds,
                       update_s=out.update_seconds)
@@ -99,6 +113,7 @@ def main(argv=None) -> None:
     parser.add_argument("--lengths", default="1024,2048,4096")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--configs", default=",".join(configs()))
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over the configuration list (interleaved)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench/results/policy_cost.json")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -112,7 +127,7 @@ def main(argv=None) -> None:
 
     resolve("smollm2")
     results = []
-    names = args.configs.split(",")
+    names = args.configs.split(",") * max(1, args.repeat)
     for length in (int(x) for x in args.lengths.split(",")):
         for name in names:
             cmd = [sys.executable, "-m", "bench.policy_cost", "--child", name, "--lengths", str(length),
@@ -128,26 +143,37 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"threads": args.threads, "results": results}, indent=1))
+    tmp.write_text(json.dumps({"threads": args.threads, "command": " ".join(sys.argv[1:]), "results": results},
+                              indent=1))
     os.replace(tmp, out)
     print(f"\nwrote {out}")
 
 
-def report(results: list[dict]) -> None:
-    print(f"\n{'length':>6} {'config':<14}{'cache':>6}{'prefill s':>10}{'x sdpa':>7}{'decode s':>9}{'x sdpa':>7}"
-          f"{'observe%':>9}{'update%':>8}{'peak MiB':>9}{'x sdpa':>7}{'extra MiB':>10}{'x sdpa':>7}")
-    by_length: dict[int, dict] = {}
+MEASURES = ("cache_fraction", "prefill_s", "decode_s", "observe_s", "update_s", "peak_rss_mib", "peak_over_loaded_mib")
+
+
+def medians(results: list[dict]) -> dict[int, dict[str, dict]]:
+    """{length: {config: median of each measure over its runs, plus the run count}}, in first-seen order."""
+    runs: dict[int, dict[str, list[dict]]] = {}
     for r in results:
-        by_length.setdefault(r["length"], {})[r["config"]] = r
-    for length, rows in by_length.items():
+        runs.setdefault(r["length"], {}).setdefault(r["config"], []).append(r)
+    return {length: {name: {**{k: statistics.median(r[k] for r in rows) for k in MEASURES}, "runs": len(rows)}
+                     for name, rows in by_config.items()}
+            for length, by_config in runs.items()}
+
+
+def report(results: list[dict]) -> None:
+    print(f"\n{'length':>6} {'config':<14}{'runs':>5}{'cache':>6}{'prefill s':>10}{'x sdpa':>7}{'decode s':>9}"
+          f"{'x sdpa':>7}{'observe%':>9}{'update%':>8}{'peak MiB':>9}{'x sdpa':>7}{'extra MiB':>10}{'x sdpa':>7}")
+    for length, rows in medians(results).items():
         ref = rows.get("sdpa")
         for name, r in rows.items():
             total = r["prefill_s"] + r["decode_s"]
             ratio = (lambda key: r[key] / ref[key] if ref and ref[key] else float("nan"))
-            print(f"{length:>6} {name:<14}{r['cache_fraction']:>6.2f}{r['prefill_s']:>10.2f}{ratio('prefill_s'):>7.2f}"
-                  f"{r['decode_s']:>9.2f}{ratio('decode_s'):>7.2f}{100 * r['observe_s'] / total:>9.1f}"
-                  f"{100 * r['update_s'] / total:>8.1f}{r['peak_rss_mib']:>9.0f}{ratio('peak_rss_mib'):>7.2f}"
-                  f"{r['peak_over_loaded_mib']:>10.0f}{ratio('peak_over_loaded_mib'):>7.2f}")
+            print(f"{length:>6} {name:<14}{r['runs']:>5}{r['cache_fraction']:>6.2f}{r['prefill_s']:>10.2f}"
+                  f"{ratio('prefill_s'):>7.2f}{r['decode_s']:>9.2f}{ratio('decode_s'):>7.2f}"
+                  f"{100 * r['observe_s'] / total:>9.1f}{100 * r['update_s'] / total:>8.1f}{r['peak_rss_mib']:>9.0f}"
+                  f"{ratio('peak_rss_mib'):>7.2f}{r['peak_over_loaded_mib']:>10.0f}{ratio('peak_over_loaded_mib'):>7.2f}")
 
 
 if __name__ == "__main__":

@@ -1,20 +1,121 @@
 """The memory contract: one layer's cached tokens and everything kept per token.
 
 Keys and values are `[B, H, L, D]` (H = KV heads, keys after RoPE). `positions` is `[B, H, L]`:
-each token's absolute position, so ages stay true after eviction. `state` holds the policy's
-per-token tensors `[B, H, P, ...]` for the first P tokens (the tokens the policy has observed;
-P < L only inside a forward pass that is still working through its own new tokens).
-Eviction re-indexes K, V, positions and state with the same per-head indices.
+each token's absolute position, so ages stay true after eviction. `state` is a `TokenState`: the
+policy's per-token tensors for the first P tokens (the tokens the policy has observed; P < L only
+inside a forward pass that is still working through its own new tokens). Each reads as
+`[B, H, P, ...]`. Eviction re-indexes K, V, positions and state with the same per-head indices.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 
-def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Select tokens along dim 2 of `x` [B, H, L, ...] with per-head `index` [B, H, K]."""
-    expanded = index.view(*index.shape, *([1] * (x.dim() - 3))).expand(*index.shape, *x.shape[3:])
-    return torch.gather(x, 2, expanded)
+def gather_tokens(x: torch.Tensor, index: torch.Tensor, axis: int = 2) -> torch.Tensor:
+    """Select tokens along `axis` (>= 2) of `x` [B, H, ...] with per-head `index` [B, H, K]."""
+    b, h, k = index.shape
+    view = [b, h] + [k if d == axis else 1 for d in range(2, x.dim())]
+    target = list(x.shape)
+    target[axis] = k
+    return torch.gather(x, axis, index.view(view).expand(target))
+
+
+def _grown(capacity: int, needed: int) -> int:
+    """Room for `needed` tokens and then some, so that one token at a time copies rarely (x1.125)."""
+    return max(needed, capacity + max(64, capacity // 8))
+
+
+@dataclass
+class TokenField:
+    """One per-token tensor. `data` holds room for `data.shape[token_axis]` tokens (its capacity);
+    the first `length` are live. `time_axis`, when set, is a second axis of which only the first
+    `time_length` entries are live (the spectrogram's buffered samples)."""
+
+    data: torch.Tensor
+    length: int
+    token_axis: int = 2
+    time_axis: int | None = None
+    time_length: int = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.data.shape[self.token_axis]
+
+    def stored(self) -> torch.Tensor:
+        """The live part in the stored layout."""
+        out = self.data.narrow(self.token_axis, 0, self.length)
+        if self.time_axis is not None:
+            out = out.narrow(self.time_axis, 0, self.time_length)
+        return out
+
+    def view(self) -> torch.Tensor:
+        """The live part as `[B, H, P, ...]`."""
+        return self.stored().movedim(self.token_axis, 2)
+
+    def resize(self, length: int) -> None:
+        """Make `length` tokens live; new tokens start at zero."""
+        if length > self.capacity:
+            shape = list(self.data.shape)
+            shape[self.token_axis] = _grown(self.capacity, length)
+            grown = self.data.new_zeros(shape)
+            grown.narrow(self.token_axis, 0, self.length).copy_(self.data.narrow(self.token_axis, 0, self.length))
+            self.data = grown
+        elif length > self.length:
+            self.data.narrow(self.token_axis, self.length, length - self.length).zero_()
+        self.length = length
+
+    def gather(self, keep: torch.Tensor) -> None:
+        """Keep the tokens `keep` [B, H, K] of the live ones (no spare capacity afterwards)."""
+        self.data = gather_tokens(self.data.narrow(self.token_axis, 0, self.length), keep, self.token_axis)
+        self.length = keep.shape[2]
+
+
+class TokenState:
+    """The policy's per-token state of one layer: named `TokenField`s that all cover the same P
+    tokens. `state[name]` reads a field as `[B, H, P, ...]`; `state[name] = t` stores a tensor of
+    that layout. Fields grow with spare capacity, so adding one token at a time does not copy the
+    whole state every token, and are re-indexed together on eviction."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, TokenField] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.fields
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.fields[name].view()
+
+    def __setitem__(self, name: str, tensor: torch.Tensor) -> None:
+        self.fields[name] = TokenField(tensor, tensor.shape[2])
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def keys(self):
+        return self.fields.keys()
+
+    def items(self):
+        return [(name, f.view()) for name, f in self.fields.items()]
+
+    def add(self, name: str, data: torch.Tensor, length: int, token_axis: int = 2,
+            time_axis: int | None = None, time_length: int = 0) -> TokenField:
+        """Store a field in its own layout (token axis anywhere after B, H)."""
+        self.fields[name] = TokenField(data, length, token_axis, time_axis, time_length)
+        return self.fields[name]
+
+    def field(self, name: str) -> TokenField:
+        return self.fields[name]
+
+    def resize(self, length: int) -> None:
+        for f in self.fields.values():
+            if f.length < length:
+                f.resize(length)
+
+    def gather(self, keep: torch.Tensor) -> None:
+        for f in self.fields.values():
+            f.gather(keep)
 
 
 class LayerMemory:
@@ -22,7 +123,7 @@ class LayerMemory:
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
         self.positions: torch.Tensor | None = None
-        self.state: dict[str, torch.Tensor] = {}
+        self.state = TokenState()
         self.n_seen = 0  # tokens ever appended: the absolute position of the next token
         self.observed = 0  # P: tokens whose queries have been processed (the policy's view)
         self.since_update = 0  # tokens observed since the last policy update
@@ -55,11 +156,7 @@ class LayerMemory:
         self.extend_state()
 
     def extend_state(self) -> None:
-        for name, t in self.state.items():
-            missing = self.observed - t.shape[2]
-            if missing > 0:
-                pad = t.new_zeros(*t.shape[:2], missing, *t.shape[3:])
-                self.state[name] = torch.cat([t, pad], dim=2)
+        self.state.resize(self.observed)
 
     def evict(self, keep: torch.Tensor) -> None:
         """Keep, per head, the tokens `keep` [B, H, K] (ascending) of the first P tokens.
@@ -75,7 +172,7 @@ class LayerMemory:
         self.keys = gather_tokens(self.keys, index)
         self.values = gather_tokens(self.values, index)
         self.positions = gather_tokens(self.positions, index)
-        self.state = {name: gather_tokens(t, keep) for name, t in self.state.items()}
+        self.state.gather(keep)
         self.n_evicted += p - keep.shape[2]
         self.observed = keep.shape[2]
 

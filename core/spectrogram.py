@@ -6,12 +6,19 @@ time series. Frames of `n_fft` samples with hop `hop` (periodic Hann window, no 
 turned into one-sided magnitudes, and `ema <- a * ema + (1 - a) * frame` with `a = gamma**hop`.
 A sequence starts with `hop` zero samples (the reference's left padding). Between calls only the
 samples not yet consumed by a complete frame are kept, never a queries x keys block.
+
+Both tensors are stored time-major, tokens last: the buffer `[B, H, S, P]` (S = hop after a
+prompt, n_fft once decoding writes rows in place; the first `time_length` samples are live) and the EMA `[B, H, n_freq, P]`. Attention rows
+arrive as `[rows, tokens]`, so they are appended without a transpose, one decoding step writes one
+row in place, and the windowed DFT of a frame is one matrix product over the time axis.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+
+from core.memory import TokenState
 
 BUFFER = "spec_buffer"
 EMA = "spec_ema"
@@ -25,36 +32,85 @@ class StreamingSpectrogram:
         self.n_freq = n_fft // 2 + 1
         self.frame_decay = gamma**hop
         n = torch.arange(n_fft, dtype=torch.float64)
-        self._window = (0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)).float()
+        window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)
+        self._window = window.float()
+        # Real DFT of a windowed frame as one product: [cos | -sin] rows over the frame's samples.
+        angle = 2 * math.pi * torch.arange(self.n_freq, dtype=torch.float64).unsqueeze(1) * n / n_fft
+        self._basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window]).float()  # [2F, n_fft]
+        self._basis_on: dict = {}
 
-    def init_state(self, state: dict, batch: int, heads: int, tokens: int, device, dtype=torch.float32) -> None:
+    def _basis_for(self, device, dtype) -> torch.Tensor:
+        key = (str(device), dtype)
+        if key not in self._basis_on:
+            self._basis_on[key] = self._basis.to(device, dtype)
+        return self._basis_on[key]
+
+    def init_state(self, state: TokenState, batch: int, heads: int, tokens: int, device, dtype=torch.float32) -> None:
         if BUFFER not in state:
-            state[BUFFER] = torch.zeros(batch, heads, tokens, self.hop, device=device, dtype=dtype)
-            state[EMA] = torch.zeros(batch, heads, tokens, self.n_freq, device=device, dtype=dtype)
+            buffer = torch.zeros(batch, heads, self.hop, tokens, device=device, dtype=dtype)
+            state.add(BUFFER, buffer, tokens, token_axis=3, time_axis=2, time_length=self.hop)
+            ema = torch.zeros(batch, heads, self.n_freq, tokens, device=device, dtype=dtype)
+            state.add(EMA, ema, tokens, token_axis=3)
+
+    def _magnitudes(self, spectrum: torch.Tensor, dim: int) -> torch.Tensor:
+        """|X| from [re | im] stacked along `dim` (2 * n_freq)."""
+        squared = spectrum.square_()
+        re, im = squared.split(self.n_freq, dim=dim)
+        return re.add_(im).sqrt_()
 
     def frames(self, samples: torch.Tensor) -> torch.Tensor:
         """Magnitudes [..., F, n_freq] of every complete frame of `samples` [..., T]."""
-        windowed = samples.unfold(-1, self.n_fft, self.hop) * self._window.to(samples.device)
-        spectrum = torch.fft.rfft(windowed)
-        return torch.hypot(spectrum.real, spectrum.imag)
+        frames = samples.unfold(-1, self.n_fft, self.hop)
+        return self._magnitudes(frames @ self._basis_for(samples.device, samples.dtype).T, dim=-1)
 
-    def observe(self, state: dict, probs: torch.Tensor) -> None:
+    def observe(self, state: TokenState, probs: torch.Tensor) -> None:
         """Fold attention rows into the state. `probs` [B, H, rows, V]: the rows' attention over the
         first V observed tokens; tokens after V (not yet visible to these rows) receive zeros."""
-        buffer = state[BUFFER]
-        b, h, p, kept = buffer.shape
-        rows, visible = probs.shape[2], probs.shape[3]
-        samples = buffer.new_empty(b, h, p, kept + rows)
-        samples[..., :kept] = buffer
-        samples[:, :, :visible, kept:] = probs.transpose(-1, -2)
-        samples[:, :, visible:, kept:] = 0.0
-        n_frames = (samples.shape[-1] - self.n_fft) // self.hop + 1
+        buffer = state.field(BUFFER)
+        b, h, rows, visible = probs.shape
+        kept, p = buffer.time_length, buffer.length
+        total = kept + rows
+        in_place = total <= buffer.data.shape[2]
+        if in_place:  # a decoding step or a short block: write the rows into the buffer
+            samples = buffer.data[:, :, :total, :p]
+        else:
+            samples = probs.new_empty(b, h, total, p)
+            samples[:, :, :kept] = buffer.data[:, :, :kept, :p]
+        samples[:, :, kept:, :visible] = probs
+        samples[:, :, kept:, visible:] = 0.0
+        n_frames = (total - self.n_fft) // self.hop + 1 if total >= self.n_fft else 0
         if n_frames <= 0:
-            state[BUFFER] = samples
+            if not in_place:
+                self._reserve(buffer, self.n_fft if rows < self.hop else total)
+                buffer.data[:, :, :total, :p] = samples
+            buffer.time_length = total
             return
-        mags = self.frames(samples)  # [B, H, P, F, n_freq]
+        # Frame by frame into one small [2 * n_freq, P] buffer per head, so no frames x tokens block
+        # is ever held: ema <- a**F * ema + sum_f (1 - a) * a**(F - 1 - f) * |frame_f|.
         a = self.frame_decay
-        powers = torch.arange(n_frames - 1, -1, -1, dtype=torch.float64, device=samples.device)
-        weights = ((1 - a) * a**powers).to(mags.dtype)
-        state[EMA] = (a**n_frames) * state[EMA] + torch.einsum("bhpfk,f->bhpk", mags, weights)
-        state[BUFFER] = samples[..., n_frames * self.hop :].contiguous()
+        basis = self._basis_for(probs.device, probs.dtype)
+        ema = state.field(EMA).stored()  # [B, H, n_freq, P]
+        ema.mul_(a**n_frames)
+        spectrum = probs.new_empty(2 * self.n_freq, p)
+        for f in range(n_frames):
+            weight = (1 - a) * a ** (n_frames - 1 - f)
+            start = f * self.hop
+            for i in range(b):
+                for j in range(h):
+                    torch.mm(basis, samples[i, j, start : start + self.n_fft], out=spectrum)
+                    ema[i, j].add_(self._magnitudes(spectrum, dim=0), alpha=weight)
+        consumed = n_frames * self.hop
+        left = samples[:, :, consumed:]
+        if not in_place:
+            self._reserve(buffer, self.n_fft if rows < self.hop else total - consumed)
+        buffer.data[:, :, : total - consumed, :p] = left.clone() if in_place else left
+        buffer.time_length = total - consumed
+
+    def _reserve(self, buffer, n_samples: int) -> None:
+        """Room for `n_samples` buffered samples (contents are rewritten by the caller). Prompt
+        blocks leave `hop` samples; small (decoding) blocks get room for a whole frame, so that
+        later steps write in place."""
+        if buffer.data.shape[2] < n_samples:
+            shape = list(buffer.data.shape)
+            shape[2] = n_samples
+            buffer.data = buffer.data.new_zeros(shape)

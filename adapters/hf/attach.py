@@ -12,13 +12,17 @@ from core.policies import FullCache, MemoryPolicy
 class MemorySession:
     """What the attention function needs while a policy is attached: the policy and the cache."""
 
-    def __init__(self, policy: MemoryPolicy, managed: dict[int, object], num_layers: int, observe_rows: int):
+    def __init__(self, policy: MemoryPolicy, managed: dict[int, object], num_layers: int, observe_rows: int,
+                 shared_attention: bool = False):
         self.policy = policy
+        self.shared_attention = bool(shared_attention)
         self.managed = managed
         self.num_layers = num_layers
         self.observe_rows = int(observe_rows)
         self.cache: MemoryCache | None = None
-        self.prompt_final: bool | None = None  # None: every multi-token forward ends a prompt
+        # Set by a driver that feeds a prompt in chunks: whether the next forward ends the prompt.
+        # None (model.generate): the multi-token forward is the prompt, one-token forwards decode.
+        self.prompt_final: bool | None = None
         self.n_updates = 0
         self.observe_seconds = 0.0  # attention probabilities + policy.observe
         self.update_seconds = 0.0  # policy.select + eviction
@@ -31,8 +35,9 @@ class MemorySession:
             return None
         return self.cache.layers[layer_idx].mem
 
-    def prompt_ends_here(self) -> bool:
-        return True if self.prompt_final is None else self.prompt_final
+    def prompt_ends_here(self, q_len: int) -> bool:
+        """Whether a forward of `q_len` new tokens ends a prompt (a one-token last chunk does too)."""
+        return q_len > 1 if self.prompt_final is None else self.prompt_final
 
 
 def _adapter_for(model):
@@ -65,12 +70,16 @@ def _use_memory_cache(session: MemorySession):
 
 
 @contextmanager
-def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128):
+def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, shared_attention: bool = False):
     """Apply `policy` to every managed attention layer of `model` for the duration of the block.
 
     Inside, `model(...)` and `model.generate(...)` use a `MemoryCache`: the policy observes
     attention, evicts every `policy.n_up` tokens during prefill and decoding, and new tokens keep
     their original positions.
+
+    `shared_attention` (off by default): for a policy that observes, compute each layer's output
+    from the probabilities the observer needs (one Q.K^T instead of two). Equal to SDPA up to
+    float rounding, not bit-identical to the unmodified model.
     """
     policy = policy if policy is not None else FullCache()
     adapter = _adapter_for(model)
@@ -78,7 +87,8 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128):
     text_config = adapter.text_config(model)
     policy.check_capacity(getattr(text_config, "max_position_embeddings", None))
     attention.register()
-    session = MemorySession(policy, {m.layer_idx: m for m in modules}, adapter.num_layers(model), observe_rows)
+    session = MemorySession(policy, {m.layer_idx: m for m in modules}, adapter.num_layers(model), observe_rows,
+                            shared_attention)
     configs = {id(m.config): m.config for m in modules}
     previous = {key: cfg._attn_implementation for key, cfg in configs.items()}
     handle = adapter.cache_owner(model).register_forward_pre_hook(_use_memory_cache(session), with_kwargs=True)

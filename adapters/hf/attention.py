@@ -1,15 +1,19 @@
 """The attention function registered with transformers as "namm".
 
 It computes attention with SDPA and builds its own causal mask from the layer's real key length
-(layers differ after eviction). A forward's new queries are processed in segments that end where
-the policy is due to update, so a single forward over a long prompt evicts at the same points as
-feeding it chunk by chunk. When the policy observes, each segment's attention probabilities are
-computed in blocks of at most `observe_rows` queries, averaged over each KV head's query group and
-handed to the policy; nothing of size queries x keys outlives its block.
+(layers differ after eviction). An `UpdateSchedule` splits a forward's new queries into segments
+that end where the policy is due to update, so a single forward over a long prompt evicts at the
+same points as feeding it chunk by chunk. The forward's output is one SDPA call, as in the
+unmodified model; only queries after an eviction inside the same forward are computed again.
+When the policy observes, each segment's attention probabilities are computed in blocks of at
+most `observe_rows` queries (one Q.K^T per KV head), averaged over each KV head's query group and
+handed to the policy; nothing of size queries x keys outlives its block. With the opt-in
+`shared_attention`, those probabilities also give the output, and the SDPA call is skipped.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -39,19 +43,73 @@ def sdpa(query, key, value, scaling) -> torch.Tensor:
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling, enable_gqa=True)
 
 
-def kv_head_probs(query, key, scaling) -> torch.Tensor:
-    """Attention probabilities [B, Hkv, q, k] of the last q positions, averaged over GQA groups."""
+def group_probs(query, key, scaling) -> torch.Tensor:
+    """Attention probabilities [B, Hkv, G, q, k] of the last q positions, per query head of each KV group.
+
+    The query heads of each KV group are stacked along the rows, so K^T is multiplied once per KV
+    head (never copied per query head)."""
     b, hq, q_len, d = query.shape
     hkv, k_len = key.shape[1], key.shape[2]
-    grouped = query.reshape(b, hkv, hq // hkv, q_len, d)
-    logits = torch.matmul(grouped * scaling, key.unsqueeze(2).transpose(-1, -2)).float()
+    group = hq // hkv
+    stacked = (query * scaling).reshape(b, hkv, group * q_len, d)
+    logits = torch.matmul(stacked, key.transpose(-1, -2)).float().view(b, hkv, group, q_len, k_len)
     if q_len > 1:  # only the block of the queries' own keys needs masking
         future = torch.ones(q_len, q_len, dtype=torch.bool, device=query.device).triu(1)
         logits[..., k_len - q_len :].masked_fill_(future, float("-inf"))
-    return torch.softmax(logits, dim=-1).mean(dim=2)
+    return torch.softmax(logits, dim=-1, out=logits)
 
 
-def run_update(session, mem) -> bool:
+def kv_head_probs(query, key, scaling) -> torch.Tensor:
+    """Attention probabilities [B, Hkv, q, k] of the last q positions, averaged over GQA groups."""
+    probs = group_probs(query, key, scaling)
+    return probs[:, :, 0] if probs.shape[2] == 1 else probs.mean(dim=2)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Queries [start, end) of a forward, computed against the cache as it is after the previous
+    segment's update."""
+
+    start: int
+    end: int
+    updates: bool  # the policy updates (and may evict) once these queries are observed
+    rows_after: int  # queries after `end` before the next update (what `observe`'s rows_left counts)
+
+
+@dataclass(frozen=True)
+class UpdateSchedule:
+    """Where the policy updates inside one forward of `q_len` new tokens: every `n_up` observed
+    tokens, counted on from `since_update` (tokens observed since the layer's last update), and,
+    when `prompt_ends`, also after the forward's last token."""
+
+    n_up: int
+    since_update: int
+    q_len: int
+    prompt_ends: bool
+
+    @classmethod
+    def for_forward(cls, session, mem, q_len: int) -> "UpdateSchedule":
+        policy = session.policy
+        return cls(policy.n_up, mem.since_update, q_len, policy.update_at_prompt_end and session.prompt_ends_here(q_len))
+
+    def segments(self) -> list[Segment]:
+        out, start, since = [], 0, self.since_update
+        while start < self.q_len:
+            end = min(self.q_len, start + max(1, self.n_up - since))
+            since += end - start
+            due = since >= self.n_up
+            ends_prompt = self.prompt_ends and end == self.q_len
+            rows_after = 0 if due or ends_prompt else self.n_up - since
+            if self.prompt_ends:
+                rows_after = min(rows_after, self.q_len - end)
+            out.append(Segment(start, end, due or ends_prompt, rows_after))
+            since = 0 if due or ends_prompt else since
+            start = end
+        return out
+
+
+@torch.no_grad()
+def run_update(session, mem) -> None:
     started = time.perf_counter()
     keep = session.policy.select(mem)
     if keep is not None:
@@ -59,7 +117,6 @@ def run_update(session, mem) -> bool:
     mem.since_update = 0
     session.n_updates += 1
     session.update_seconds += time.perf_counter() - started
-    return keep is not None
 
 
 def memory_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -73,41 +130,49 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
 
     policy = session.policy
     q_len = query.shape[2]
-    prompt_ends = q_len > 1 and policy.update_at_prompt_end and session.prompt_ends_here()
-    outputs, start = [], 0
-    # A short forward (a decoding step, a DT step) is computed in one call, as without a policy,
-    # so SDPA rounds exactly as it would unmodified; only rows after an eviction are recomputed.
-    unsplit = sdpa(query, key, value, scaling) if q_len <= policy.n_up else None
-    evicted = False
-    while start < q_len:
-        end = min(q_len, start + max(1, policy.n_up - mem.since_update))
-        n_keys = len(mem) - (q_len - end)  # the tokens after this segment are not visible yet
+    shared = session.shared_attention and policy.observes
+    if shared:  # opt-in: the output comes from the probabilities the observer computes anyway
+        output = query.new_empty(*query.shape[:3], value.shape[-1])
+    else:
+        # The whole forward is first computed in one SDPA call, exactly as the unmodified model
+        # does (so a policy that evicts nothing is bit-identical); only the queries after an
+        # eviction inside this forward are computed again, against the reduced cache.
+        output = sdpa(query, key, value, scaling)
+    for seg in UpdateSchedule.for_forward(session, mem, q_len).segments():
+        n_keys = len(mem) - (q_len - seg.end)  # the tokens after this segment are not visible yet
         keys, values = mem.keys[:, :, :n_keys], mem.values[:, :, :n_keys]
-        segment = query[:, :, start:end]
-        if unsplit is not None and not evicted:
-            outputs.append(unsplit[:, :, start:end])
-        else:
-            outputs.append(sdpa(segment, keys, values, scaling))
-        mem.advance(end - start)
+        segment = query[:, :, seg.start : seg.end]
+        if not shared and mem.keys is not key:  # evicted earlier in this forward
+            output[:, :, seg.start : seg.end] = sdpa(segment, keys, values, scaling)
+        mem.advance(seg.end - seg.start)
         if policy.observes:
-            started = time.perf_counter()
-            until_update = policy.n_up - mem.since_update
-            if prompt_ends:
-                until_update = min(until_update, q_len - end)
-            for block in range(0, end - start, session.observe_rows):
-                rows = segment[:, :, block : block + session.observe_rows]
-                visible = n_keys - (end - start) + block + rows.shape[2]
-                probs = kv_head_probs(rows, keys[:, :, :visible], scaling)
-                rows_left = (end - start) - block - rows.shape[2] + until_update
-                policy.observe(mem, probs, rows_left)
-            session.observe_seconds += time.perf_counter() - started
-        if mem.since_update >= policy.n_up:
-            evicted |= run_update(session, mem)
-        start = end
-    if prompt_ends and mem.since_update > 0:
-        run_update(session, mem)
-    output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+            observe(session, mem, segment, keys, scaling, seg,
+                    (values, output[:, :, seg.start : seg.end]) if shared else None)
+        if seg.updates:
+            run_update(session, mem)
     return output.transpose(1, 2).contiguous(), None
+
+
+def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> None:
+    """Hand the policy the GQA-averaged probabilities of the segment's queries, in blocks of at
+    most `session.observe_rows` rows (statistics for the policy: never part of an autograd graph).
+    With `shared` = (values, out), also write the attention output of those rows into `out`."""
+    started = time.perf_counter()
+    n_rows, n_keys = segment.shape[2], keys.shape[2]
+    for block in range(0, n_rows, session.observe_rows):
+        rows = segment[:, :, block : block + session.observe_rows]
+        visible = n_keys - n_rows + block + rows.shape[2]
+        with torch.no_grad():
+            probs = group_probs(rows, keys[:, :, :visible], scaling)
+        if shared is not None:
+            values, out = shared
+            b, hkv, group, r, _ = probs.shape
+            attended = torch.matmul(probs.view(b, hkv, group * r, visible).to(values.dtype), values[:, :, :visible])
+            out[:, :, block : block + r] = attended.view(b, hkv * group, r, -1)
+        with torch.no_grad():
+            averaged = probs[:, :, 0] if probs.shape[2] == 1 else probs.mean(dim=2)
+            session.policy.observe(mem, averaged, n_rows - block - rows.shape[2] + seg.rows_after)
+    session.observe_seconds += time.perf_counter() - started
 
 
 def no_mask(*args, **kwargs):

@@ -27,7 +27,8 @@ class Generation:
 @torch.no_grad()
 def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
                     prefill_chunk: int = 512, eos_token_id: int | list[int] | None = None,
-                    return_logits: bool = False, observe_rows: int = 128, cache=None) -> Generation:
+                    return_logits: bool = False, observe_rows: int = 128, cache=None,
+                    shared_attention: bool = False) -> Generation:
     """Greedy decoding under `policy`. `cache`: a `MemoryCache` that already holds the prompt's first
     tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them."""
     if input_ids.dim() == 1:
@@ -35,7 +36,7 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
-    with attach(model, policy, observe_rows=observe_rows) as session:
+    with attach(model, policy, observe_rows=observe_rows, shared_attention=shared_attention) as session:
         started = time.perf_counter()
         n_prompt = input_ids.shape[1]
         cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
