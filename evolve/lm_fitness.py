@@ -75,6 +75,9 @@ class LMFitness:
         else:
             self.source = LongBenchPrompts(tokenizer, config.data_dir, config.heldout_prompts, config.heldout_seed)
         self.baselines = BaselineCache(Path(run_dir) / "fullcache")
+        # Prompts are fed in chunks of n_up tokens, so a member resuming from a shared prefix of n_up tokens
+        # meets the same chunk boundaries as one starting from scratch (bit-identical results).
+        self.prefill_chunk = config.namm_config().n_up
         self.current: list[PromptSet] = []
         self._heldout: dict[int, list[PromptSet]] = {}
 
@@ -88,14 +91,16 @@ class LMFitness:
     def _run(self, policy, prompt: Prompt, cache=None) -> tuple[float, float]:
         """(score, cache fraction) of a greedy generation."""
         gen = greedy_generate(self.model, prompt.ids, policy, max_new_tokens=prompt.max_new_tokens,
-                              eos_token_id=self.tokenizer.eos_token_id, cache=cache)
+                              eos_token_id=self.tokenizer.eos_token_id, cache=cache,
+                              prefill_chunk=self.prefill_chunk)
         text = self.tokenizer.decode(gen.tokens[0], skip_special_tokens=True)
         return float(prompt.score(text)), float(gen.cache_fraction)
 
     def _answer(self, policy, prompt: Prompt, cache=None):
         if prompt.answer_ids is None:
             raise ValueError(f"lm_metric {self.metric!r} needs gold answer tokens; task {prompt.task!r} has none")
-        return answer_logprobs(self.model, prompt.ids, prompt.answer_ids, policy, cache=cache)
+        return answer_logprobs(self.model, prompt.ids, prompt.answer_ids, policy, cache=cache,
+                               prefill_chunk=self.prefill_chunk)
 
     def _member_value(self, namm, prompt_set: PromptSet, i: int) -> tuple[float, float]:
         """(value, cache fraction) of `namm` on prompt i of the set."""

@@ -6,8 +6,9 @@ cache after the first `n_up` prompt tokens is the same, up to the eviction each 
 `SharedPrefix` runs those tokens once under an observer (the all-zero NAMM: it scores every token 0
 and evicts nothing); `cache_for(namm)` hands each member a deep copy on which that member's own
 first update has been applied, exactly where it would have run had the member started from token 0.
-Prefill then continues at token `n_up` with the same chunk boundaries as from scratch, so the
-member's outputs are bit-identical to a run from scratch.
+Prefill then continues at token `n_up`; when prompts are fed in chunks of `n_up` tokens (the reference
+cadence feeds 512 with n_up 512) the chunk boundaries are those of a run from scratch, and the
+member's outputs are bit-identical to it.
 """
 from __future__ import annotations
 
