@@ -27,6 +27,22 @@ class ExistsError(UserError, FileExistsError):
 USAGE_STATUS = 2
 
 
+def read_json_object(path, what: str = "a JSON object") -> dict:
+    """The JSON object in `path`; a UserError naming the file if it is not UTF-8, not JSON or not an object.
+    FileNotFoundError passes through for callers that give a missing file its own message."""
+    import json
+
+    try:
+        data = json.loads(open(path, encoding="utf-8").read())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected {what}, got {type(data).__name__}")
+    return data
+
+
 def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run `main(argv)`; a UserError becomes `error: MESSAGE` on stderr and status 2."""
     try:

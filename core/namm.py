@@ -6,7 +6,6 @@ statistics): a few kilobytes, no pickle.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 
 from core.atomic import write_bytes_atomic, write_json_atomic
 from core.bam import BAMShape, bam_scores
-from core.errors import MissingFileError, UserError
+from core.errors import MissingFileError, UserError, read_json_object
 from core.features import FeatureNormaliser, age_embedding
 from core.memory import LayerMemory
 from core.policies.base import MemoryPolicy
@@ -167,14 +166,7 @@ class NAMM(MemoryPolicy):
             if not (folder / name).is_file():
                 raise MissingFileError(f"NAMM checkpoint {folder} has no {name}")
         config_path = folder / CONFIG_FILE
-        try:
-            data = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise UserError(f"{config_path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-        except UnicodeDecodeError:
-            raise UserError(f"{config_path}: not UTF-8 text") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{config_path}: expected a JSON object of NAMM config fields, got {type(data).__name__}")
+        data = read_json_object(config_path, "a JSON object of NAMM config fields")
         if data.get("model_type", "namm") != "namm":
             raise UserError(f"{config_path}: model_type is {data.get('model_type')!r}, expected 'namm'")
         for f in fields(NAMMConfig):

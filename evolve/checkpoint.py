@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 
 from core.namm import NAMM
 from core.atomic import write_bytes_atomic, write_json_atomic
-from core.errors import MissingFileError, UserError
+from core.errors import MissingFileError, UserError, read_json_object
 from evolve.optimizer import CMAES
 
 STATE_FILE = "state.json"
@@ -100,15 +99,9 @@ def load_checkpoint(run_dir: Path, expected_params: int, expected_popsize: int,
     run_dir = Path(run_dir)
     path = run_dir / STATE_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json_object(path)
     except FileNotFoundError:
         raise MissingFileError(f"{path}: no checkpoint to resume from") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
     if data.get("format") != STATE_FORMAT:
         raise UserError(f"{path}: field 'format' is {data.get('format')!r}, expected {STATE_FORMAT!r}")
     if data.get("n_params") != expected_params:

@@ -9,6 +9,17 @@ SHARED = REPO.parent / "shared"
 
 torch.set_num_threads(int(os.environ.get("NAMMX_TEST_THREADS", "2")))
 
+# A two-stage evolution without a model (seconds), shared by the run-folder tests.
+TOY_TWO_STAGES = """
+fitness: toy
+seed: 3
+popsize: 6
+eval_every: 2
+stages:
+  - {name: one, tasks: [a], generations: 2, prompts_per_task: 1, prompt_length: 64}
+  - {name: two, tasks: [a, b], generations: 2, prompts_per_task: 1, prompt_length: 64}
+"""
+
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:

@@ -10,17 +10,9 @@ from core.errors import UserError
 from core.lock import FolderLock
 from evolve.run import main
 
-from conftest import REPO
+from conftest import REPO, TOY_TWO_STAGES
 
-TOY = """
-fitness: toy
-seed: 3
-popsize: 6
-eval_every: 2
-stages:
-  - {name: one, tasks: [a], generations: 2, prompts_per_task: 1, prompt_length: 64}
-  - {name: two, tasks: [a, b], generations: 2, prompts_per_task: 1, prompt_length: 64}
-"""
+TOY = TOY_TWO_STAGES
 
 
 def _config(tmp_path):

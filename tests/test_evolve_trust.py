@@ -12,17 +12,10 @@ from evolve.checkpoint import STATE_FILE
 from evolve.config import parse_config
 from evolve.loop import evolve
 from evolve.optimizer import CMAES
+from conftest import TOY_TWO_STAGES
 from evolve.run import main
 
-TOY = """
-fitness: toy
-seed: 3
-popsize: 6
-eval_every: 2
-stages:
-  - {name: one, tasks: [a], generations: 2, prompts_per_task: 1, prompt_length: 64}
-  - {name: two, tasks: [a, b], generations: 2, prompts_per_task: 1, prompt_length: 64}
-"""
+TOY = TOY_TWO_STAGES
 
 
 class Killed(Exception):

@@ -19,7 +19,7 @@ import torch
 from transformers import DecisionTransformerModel
 
 from core.atomic import write_folder_atomic
-from core.errors import MissingFileError, UserError
+from core.errors import MissingFileError, read_json_object
 
 from .envs import canonical_env
 
@@ -56,15 +56,7 @@ class DTBundle:
 
 def _json_object(path: Path) -> dict:
     """A JSON object from `path`, or a UserError naming the file."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(path)
 
 
 def load_dt(path, device: str | torch.device = "cpu", **overrides) -> DTBundle:
