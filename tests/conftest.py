@@ -5,7 +5,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+FIXTURES = REPO / "tests" / "fixtures"
 
 torch.set_num_threads(int(os.environ.get("NAMMX_TEST_THREADS", "2")))
 
@@ -22,10 +22,9 @@ stages:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not SHARED.is_dir():
-        pytest.fail(f"the shared folder is expected beside the checkout at {SHARED}")
-    return SHARED
+def fixtures_dir() -> Path:
+    """Real benchmark files kept in the repository (tests/fixtures/README.md says where each comes from)."""
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")

@@ -30,8 +30,8 @@ def _table(path):
 
 
 @pytest.mark.parametrize("model", sorted(TABLE_COLUMNS))
-def test_fixture_scores_reproduce_the_readme_table(shared_dir, model):
-    folder = shared_dir / "fixtures" / "infinitebench_pred"
+def test_fixture_scores_reproduce_the_readme_table(fixtures_dir, model):
+    folder = fixtures_dir / "infinitebench_pred"
     expected = _table(folder / "README_table.md")[model]
     assert len(expected) >= 10
     scores = score_dir("infinitebench", folder / model)

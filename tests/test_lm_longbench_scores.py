@@ -7,8 +7,8 @@ from eval.lm.rouge_l import rouge_l_f
 from eval.lm.score_cli import score_dir
 
 
-def test_fixture_scores_reproduce_result_json(shared_dir, tmp_path):
-    pred_dir = shared_dir / "fixtures" / "longbench_pred" / "llama2-7b-chat-4k"
+def test_fixture_scores_reproduce_result_json(fixtures_dir, tmp_path):
+    pred_dir = fixtures_dir / "longbench_pred" / "llama2-7b-chat-4k"
     expected = json.loads((pred_dir / "result.json").read_text())
     scores = score_dir("longbench", pred_dir)
     assert set(scores) == set(lb.TASKS) == set(expected)

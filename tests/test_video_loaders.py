@@ -31,8 +31,8 @@ def test_frame_index_rules():
     assert lvb_indices(5.5, 2.0, 16) == [2 * i for i in range(5)]
 
 
-def test_mlvu_loads_the_real_dev_annotations(shared_dir, tmp_path):
-    items = mlvu.load(shared_dir / "fixtures" / "mlvu_dev", video_dir=tmp_path)
+def test_mlvu_loads_the_real_dev_annotations(fixtures_dir, tmp_path):
+    items = mlvu.load(fixtures_dir / "mlvu_dev", video_dir=tmp_path)
     counts = {t: sum(it.task == t for it in items) for t in mlvu.MC_TASKS}
     assert counts == MLVU_COUNTS
     first = items[0]
@@ -49,12 +49,12 @@ def test_mlvu_loads_the_real_dev_annotations(shared_dir, tmp_path):
     assert sum(it.answer == mlvu.UNANSWERABLE for it in items) == 2
 
 
-def test_mlvu_run_scores_present_videos_and_counts_missing(shared_dir, tmp_path):
-    items = mlvu.load(shared_dir / "fixtures" / "mlvu_dev", video_dir=tmp_path)
+def test_mlvu_run_scores_present_videos_and_counts_missing(fixtures_dir, tmp_path):
+    items = mlvu.load(fixtures_dir / "mlvu_dev", video_dir=tmp_path)
     picked = [next(it for it in items if it.task == t) for t in mlvu.MC_TASKS]
     for it in picked[:4]:  # the rest stay missing
         _video(tmp_path / "video" / it.video, 40, 4)
-    picked = mlvu.load(shared_dir / "fixtures" / "mlvu_dev", video_dir=tmp_path / "video")
+    picked = mlvu.load(fixtures_dir / "mlvu_dev", video_dir=tmp_path / "video")
     picked = [next(it for it in picked if it.task == t) for t in mlvu.MC_TASKS]
     seen = []
 
@@ -73,8 +73,8 @@ def test_mlvu_run_scores_present_videos_and_counts_missing(shared_dir, tmp_path)
     assert all(max(abs(a - b) for a, b in zip(got, want)) <= 3 for got in seen)
 
 
-def test_lvb_loads_head_builds_official_prompt_and_counts_missing(shared_dir, tmp_path):
-    ann = shared_dir / "fixtures" / "longvideobench" / "lvb_val_head.json"
+def test_lvb_loads_head_builds_official_prompt_and_counts_missing(fixtures_dir, tmp_path):
+    ann = fixtures_dir / "longvideobench" / "lvb_val_head.json"
     items = lvb.load(tmp_path, annotation=str(ann))
     assert [it.answer for it in items] == ["B", "A", "D", "E", "B"]
     assert [len(it.candidates) for it in items] == [4, 4, 4, 5, 5]

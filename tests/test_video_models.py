@@ -67,12 +67,12 @@ def test_folder_that_is_no_model_is_named(tmp_path):
         load_video_chat(str(tmp_path))
 
 
-def test_longvideobench_run_writes_table_counts_missing(shared_dir, tmp_path, capsys):
+def test_longvideobench_run_writes_table_counts_missing(fixtures_dir, tmp_path, capsys):
     from eval.video.__main__ import main
 
     data = tmp_path / "lvb"
     (data / "subtitles").mkdir(parents=True)
-    shutil.copy(shared_dir / "fixtures" / "longvideobench" / "lvb_val_head.json", data / "lvb_val.json")
+    shutil.copy(fixtures_dir / "longvideobench" / "lvb_val_head.json", data / "lvb_val.json")
     items = lvb.load(data)
     first = items[0]
     frames = np.stack([np.full((32, 32, 3), (37 * i) % 256, dtype=np.uint8) for i in range(191)])
