@@ -44,7 +44,7 @@ def run_prompt(model, tokenizer, policy, prompt, prefix=None, graded=True):
     """(score, AnswerRun or None, cache fraction) from one prefill: the answer is teacher-forced on a
     copy of the cache, the original decodes greedily."""
     from adapters.hf.attach import attach
-    from adapters.hf.generation import _forward, prefill
+    from adapters.hf.generation import decode, prefill
     from adapters.hf.teacher_forcing import answer_after_prompt
 
     cache = prefix.cache_for(policy) if prefix is not None else None
@@ -53,14 +53,8 @@ def run_prompt(model, tokenizer, policy, prompt, prefix=None, graded=True):
         cache, logits = prefill(model, session, prompt.ids, 512, cache)
         if graded:
             answer = answer_after_prompt(model, session, copy.deepcopy(cache), logits, prompt.answer_ids)
-        tokens = []
-        for step in range(prompt.max_new_tokens):
-            token = int(logits.argmax(dim=-1))
-            tokens.append(token)
-            if token == tokenizer.eos_token_id or step == prompt.max_new_tokens - 1:
-                break
-            logits = _forward(model, torch.tensor([[token]]), cache, prompt.ids.shape[1] + step)
-    return float(prompt.score(tokenizer.decode(tokens, skip_special_tokens=True))), answer, cache.fraction()
+        rows, _, _ = decode(model, cache, logits, prompt.ids.shape[1], prompt.max_new_tokens, {tokenizer.eos_token_id})
+    return float(prompt.score(tokenizer.decode(rows[0], skip_special_tokens=True))), answer, cache.fraction()
 
 
 def members(config, n: int, seed: int, n_params: int) -> np.ndarray:

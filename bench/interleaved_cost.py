@@ -12,13 +12,13 @@ greedy tokens. No peak memory here: use `bench.policy_cost` for that.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from core.atomic import write_json_atomic
 
 from bench.policy_cost import make_policy
 
@@ -99,11 +99,7 @@ def main(argv=None) -> None:
                   f"{r['prefill_s'] / ref['prefill_s']:>7.2f}{r['decode_s']:>9.2f}{r['decode_s'] / ref['decode_s']:>7.2f}",
                   flush=True)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"threads": args.threads, "command": " ".join(sys.argv[1:]), "results": results},
-                              indent=1))
-    os.replace(tmp, out)
+    write_json_atomic(out, {"threads": args.threads, "command": " ".join(sys.argv[1:]), "results": results})
     print(f"\nwrote {out}")
 
 

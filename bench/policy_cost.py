@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from core.atomic import write_json_atomic
 
 BASELINES = ("recency", "h2o", "l2", "tova", "snapkv", "random")
 SHIPPED_NAMM = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-smollm2"
@@ -141,11 +142,7 @@ def main(argv=None) -> None:
                   f"cache {row['cache_fraction']:.2f} peak {row['peak_rss_mib']:.0f} MiB", file=sys.stderr)
     report(results)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"threads": args.threads, "command": " ".join(sys.argv[1:]), "results": results},
-                              indent=1))
-    os.replace(tmp, out)
+    write_json_atomic(out, {"threads": args.threads, "command": " ".join(sys.argv[1:]), "results": results})
     print(f"\nwrote {out}")
 
 

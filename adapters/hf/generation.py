@@ -41,25 +41,32 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
         n_prompt = input_ids.shape[1]
         cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
         prefilled = time.perf_counter()
-        tokens, kept_logits, fractions = [], [], []
-        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=device)
-        for step in range(max_new_tokens):
-            if return_logits:
-                kept_logits.append(logits.float().cpu())
-            next_token = logits.argmax(dim=-1)
-            tokens.append(next_token)
-            finished |= torch.tensor([t in eos for t in next_token.tolist()], device=device)
-            if bool(finished.all()) or step == max_new_tokens - 1:
-                break
-            logits = _forward(model, next_token.unsqueeze(1), cache, n_prompt + step)
-            fractions.append(cache.fraction())
+        rows, kept_logits, fractions = decode(model, cache, logits, n_prompt, max_new_tokens, eos, return_logits)
         finished_at = time.perf_counter()
-    rows = torch.stack(tokens, dim=1).tolist() if tokens else [[] for _ in range(input_ids.shape[0])]
-    rows = [_cut_at_eos(r, eos) for r in rows]
     return Generation(rows, cache.fraction(), cache.kept_tokens(), kept_logits,
                       sum(fractions) / len(fractions) if fractions else cache.fraction(),
                       prefilled - started, finished_at - prefilled, session.observe_seconds,
                       session.update_seconds)
+
+
+def decode(model, cache, logits: torch.Tensor, n_prompt: int, max_new_tokens: int, eos: set[int],
+           return_logits: bool = False) -> tuple[list[list[int]], list[torch.Tensor], list[float]]:
+    """Greedy tokens from a cache holding `n_prompt` tokens whose last logits are `logits` [B, vocab], inside
+    an `attach` block: (new tokens per row, cut after EOS; logits per step if asked; cache fraction per step)."""
+    tokens, kept_logits, fractions = [], [], []
+    finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    for step in range(max_new_tokens):
+        if return_logits:
+            kept_logits.append(logits.float().cpu())
+        next_token = logits.argmax(dim=-1)
+        tokens.append(next_token)
+        finished |= torch.tensor([t in eos for t in next_token.tolist()], device=logits.device)
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            break
+        logits = _forward(model, next_token.unsqueeze(1), cache, n_prompt + step)
+        fractions.append(cache.fraction())
+    rows = torch.stack(tokens, dim=1).tolist() if tokens else [[] for _ in range(logits.shape[0])]
+    return [_cut_at_eos(r, eos) for r in rows], kept_logits, fractions
 
 
 def prefill(model, session, input_ids: torch.Tensor, prefill_chunk: int = 512, cache=None):
