@@ -8,7 +8,7 @@ tokens the teacher keeps, then fits the BAM scorer so that score >= 0 marks a ke
 loss). The frozen normalisation comes from the evolution config's own calibration, so the result can
 be passed as `init_from` to the same config.
 
-    python -m evolve.distill --config configs/evolve_smollm2_cpu.yaml --teacher tova --budget 0.4 \\
+    python -m evolve.distill --config configs/evolve_smollm2_cpu.yaml --teacher tova_per_head --budget 0.4 \\
         --n 6 --out runs/distill/tova
 """
 from __future__ import annotations

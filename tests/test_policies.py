@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from core.memory import LayerMemory
-from core.policies import H2O, TOVA, Budget, L2Norm, RandomEviction, Recency, SnapKV, make_policy
+from core.policies import H2O, TOVA, TOVAPerHead, Budget, L2Norm, RandomEviction, Recency, SnapKV, make_policy
 
 
 def memory(n_tokens=10, heads=1, keys=None):
@@ -62,6 +62,19 @@ def test_tova_uses_only_the_last_query():
     policy = TOVA(budget=3)
     policy.observe(mem, probs, rows_left=0)
     assert kept(policy, mem) == [[2, 4, 5]]
+
+
+def test_tova_averages_heads_so_every_head_keeps_the_same_tokens():
+    mem = memory(6, heads=2)
+    probs = torch.zeros(1, 2, 1, 6)
+    probs[0, 0, 0, 1], probs[0, 0, 0, 3] = 0.6, 0.4  # head 0 prefers token 1
+    probs[0, 1, 0, 2], probs[0, 1, 0, 3] = 0.6, 0.4  # head 1 prefers token 2; over both heads token 3 wins
+    authors = TOVA(budget=2)
+    authors.observe(mem, probs, rows_left=0)
+    assert kept(authors, mem) == [[3, 5], [3, 5]]
+    per_head = TOVAPerHead(budget=2)
+    per_head.observe(mem, probs, rows_left=0)
+    assert kept(per_head, mem) == [[1, 5], [2, 5]]
 
 
 def test_snapkv_counts_only_the_observation_window_and_keeps_it():

@@ -6,12 +6,12 @@ from core.policies.l2 import L2Norm
 from core.policies.random_policy import RandomEviction
 from core.policies.recency import Recency
 from core.policies.snapkv import SnapKV
-from core.policies.tova import TOVA
+from core.policies.tova import TOVA, TOVAPerHead
 
-BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, SnapKV, RandomEviction)}
+BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, TOVAPerHead, SnapKV, RandomEviction)}
 
 __all__ = ["Budget", "BudgetPolicy", "MemoryPolicy", "FullCache", "H2O", "L2Norm", "RandomEviction",
-           "Recency", "SnapKV", "TOVA", "BASELINES", "make_policy"]
+           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "BASELINES", "make_policy"]
 
 
 def make_policy(name: str, budget=None, ckpt: str | None = None, **kwargs) -> MemoryPolicy:

@@ -4,7 +4,9 @@ STATE = "tova_last_row"
 
 
 class TOVA(BudgetPolicy):
-    """Keeps the tokens the most recent query attends to most (Oren et al. 2024), per KV head."""
+    """Keeps the tokens the most recent query attends to most (Oren et al. 2024), as its authors define
+    it: the last query's attention averaged over all heads of the layer, so every head keeps the same
+    tokens (kvpress's TOVAPress computes the same)."""
 
     name = "tova"
     observes = True
@@ -13,6 +15,17 @@ class TOVA(BudgetPolicy):
         last = probs.new_zeros(probs.shape[0], probs.shape[1], mem.observed)
         last[..., : probs.shape[-1]] = probs[:, :, -1, :]
         mem.state[STATE] = last
+
+    def scores(self, mem):
+        # probs arrive averaged within each GQA group of equal size: their mean over KV heads is the
+        # mean over every query head
+        return mem.state[STATE].mean(dim=1, keepdim=True).expand_as(mem.state[STATE])
+
+
+class TOVAPerHead(TOVA):
+    """TOVA's rule scored separately for each KV head: heads keep different tokens."""
+
+    name = "tova_per_head"
 
     def scores(self, mem):
         return mem.state[STATE]
