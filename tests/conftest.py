@@ -75,7 +75,7 @@ def fake_lm(monkeypatch):
     def load_model(name):
         return SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), FakeTokenizer()
 
-    def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id):
+    def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id, context_end=None):
         calls.append((policy.name, ids.shape[1]))
         if hasattr(policy, "budget"):
             fraction = float(policy.budget.value)

@@ -23,6 +23,10 @@ class MemorySession:
         # Set by a driver that feeds a prompt in chunks: whether the next forward ends the prompt.
         # None (model.generate): the multi-token forward is the prompt, one-token forwards decode.
         self.prompt_final: bool | None = None
+        # True after a query-agnostic context compression: later tokens are kept as they come, the policy
+        # neither observes nor evicts.
+        self.compression_done = False
+        self.force_prompt_end_update = False  # the context's end is an update for every policy
         self.n_updates = 0
         self.observe_seconds = 0.0  # attention probabilities + policy.observe
         self.update_seconds = 0.0  # policy.select + eviction

@@ -90,7 +90,8 @@ class UpdateSchedule:
     @classmethod
     def for_forward(cls, session, mem, q_len: int) -> "UpdateSchedule":
         policy = session.policy
-        return cls(policy.n_up, mem.since_update, q_len, policy.update_at_prompt_end and session.prompt_ends_here(q_len))
+        at_end = policy.update_at_prompt_end or session.force_prompt_end_update
+        return cls(policy.n_up, mem.since_update, q_len, at_end and session.prompt_ends_here(q_len))
 
     def segments(self) -> list[Segment]:
         out, start, since = [], 0, self.since_update
@@ -123,7 +124,7 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
     session = getattr(module, SESSION_ATTR, None)
     scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
     mem = session.memory(module.layer_idx) if session is not None else None
-    if mem is None or not session.policy.evicts:
+    if mem is None or not session.policy.evicts or session.compression_done:
         if mem is not None:
             mem.advance(query.shape[2])
         return sdpa(query, key, value, scaling).transpose(1, 2).contiguous(), None

@@ -28,9 +28,12 @@ class Generation:
 def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
                     prefill_chunk: int = 512, eos_token_id: int | list[int] | None = None,
                     return_logits: bool = False, observe_rows: int = 128, cache=None,
-                    shared_attention: bool = False) -> Generation:
+                    shared_attention: bool = False, context_end: int | None = None) -> Generation:
     """Greedy decoding under `policy`. `cache`: a `MemoryCache` that already holds the prompt's first
-    tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them."""
+    tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them.
+
+    `context_end` (query-agnostic protocol, as kvpress evaluates): the prompt's first `context_end` tokens
+    are the context, compressed when it ends (whatever the policy's `update_at_prompt_end`); the rest (question, answer prefix) and the generated tokens are then appended uncompressed."""
     if input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
@@ -39,7 +42,15 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     with attach(model, policy, observe_rows=observe_rows, shared_attention=shared_attention) as session:
         started = time.perf_counter()
         n_prompt = input_ids.shape[1]
-        cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
+        if context_end is None:
+            cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
+        else:
+            if not 0 < context_end < n_prompt:
+                raise ValueError(f"context_end {context_end} must fall inside the prompt of {n_prompt} tokens")
+            session.force_prompt_end_update = True
+            cache, _ = prefill(model, session, input_ids[:, :context_end], prefill_chunk, cache)
+            session.compression_done = True
+            cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
         prefilled = time.perf_counter()
         rows, kept_logits, fractions = decode(model, cache, logits, n_prompt, max_new_tokens, eos, return_logits)
         finished_at = time.perf_counter()

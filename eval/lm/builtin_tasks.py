@@ -73,6 +73,16 @@ def render(item: Item, tokenizer=None, chat: bool | None = None) -> str:
     return item.prompt + item.prefix_separator + item.answer_prefix
 
 
+def question_offset(item: Item, text: str) -> int:
+    """Where the final question starts in `text` (a rendering of `item`): every built-in prompt ends with
+    a paragraph holding only the question, after the context. The query-agnostic protocol compresses
+    the text before this offset and appends the rest uncompressed."""
+    start = text.rfind(item.prompt)
+    if start < 0:
+        raise ValueError(f"{item.task}: the rendered text does not contain the item's prompt")
+    return start + item.prompt.rindex("\n\n") + 2
+
+
 # ---------------------------------------------------------------- scoring
 
 _NUMBER = re.compile(r"\d+")

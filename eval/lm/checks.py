@@ -71,6 +71,9 @@ def namm_checkpoint(option: str, ckpt) -> None:
         raise UserError(f"{option} {ckpt}: not a usable NAMM checkpoint: {err}") from None
 
 
+PROTOCOLS = ("whole-prompt", "query-agnostic")
+
+
 def validate_run_args(args) -> None:
     if args.benchmark not in BENCHMARKS:
         raise UserError(f"--benchmark: unknown {args.benchmark!r}; choose from {', '.join(BENCHMARKS)}")
@@ -88,6 +91,12 @@ def validate_run_args(args) -> None:
     at_least("--n-up", args.n_up, 1)
     at_least("--threads", args.threads, 1)
     at_least("--seed", args.seed, 0)
+    protocol = getattr(args, "protocol", "whole-prompt")
+    if protocol not in PROTOCOLS:
+        raise UserError(f"--protocol: unknown {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if protocol == "query-agnostic" and args.benchmark != "builtin":
+        raise UserError("--protocol query-agnostic needs items split into context and question: only the "
+                        "builtin tasks are, for now")
     if args.benchmark != "builtin":
         if not args.data_dir:
             raise UserError(f"--benchmark {args.benchmark} needs --data-dir with the official files")

@@ -43,6 +43,8 @@ def prediction_settings(args, policy: str, budget, ckpt_sha256: str) -> dict:
         settings.update(length=args.length, seed=args.seed)
     else:
         settings.update(data_dir=str(Path(args.data_dir).resolve()), max_length=args.max_length)
+    if getattr(args, "protocol", "whole-prompt") != "whole-prompt":
+        settings["protocol"] = args.protocol
     if policy == "namm":  # its n_up and schedule are in the checkpoint's config.json
         settings["ckpt_sha256"] = ckpt_sha256
     elif policy != "full":

@@ -32,6 +32,7 @@ class EvalItem:
     task: str
     text: str
     max_new_tokens: int
+    question_char: int | None = None  # where the uncompressed question starts in `text` (query-agnostic)
 
 
 @dataclass
@@ -49,7 +50,9 @@ def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
         for i, item in enumerate(made):
             key = f"{task}-{length}-{seed}-{i}"
             originals[key] = item
-            items.append(EvalItem(key, task, builtin_tasks.render(item, tokenizer), builtin_tasks.MAX_NEW_TOKENS[task]))
+            text = builtin_tasks.render(item, tokenizer)
+            items.append(EvalItem(key, task, text, builtin_tasks.MAX_NEW_TOKENS[task],
+                                  builtin_tasks.question_offset(item, text)))
 
     def score(task, task_items, predictions):
         return 100 * sum(builtin_tasks.score_item(originals[it.id], p)
@@ -85,6 +88,12 @@ def benchmark_taskset(benchmark, data_dir, tasks, tokenizer, max_length, limit) 
     return TaskSet(items, score)
 
 
+def question_token(tokenizer, item: EvalItem) -> int:
+    """The first token of the item's question: the query-agnostic protocol compresses the tokens before it."""
+    offsets = tokenizer(item.text, return_offsets_mapping=True)["offset_mapping"]
+    return next(i for i, (start, _) in enumerate(offsets) if start >= item.question_char)
+
+
 def policy_for(name, budget, ckpt, n_up, prompt_end):
     if name == "namm":
         return make_policy("namm", ckpt=ckpt or "zeros")
@@ -112,7 +121,9 @@ def run_policies(args) -> dict:
     if matched:  # the NAMM first: its cache fractions set the baselines' budgets
         policies = ["namm"] + [p for p in policies if p != "namm"]
     out = Path(args.out_dir)
+    query_agnostic = args.protocol == "query-agnostic"
     results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, "budget": str(args.budget),
+                     "protocol": args.protocol,
                      "ckpt": args.ckpt, "policies": {}}
     ckpt_sha256 = results["ckpt_sha256"] = checkpoint_sha256(args.ckpt)
     progress = tqdm(total=len(policies) * len(taskset.items), desc="eval.lm", unit="item")
@@ -133,10 +144,11 @@ def run_policies(args) -> dict:
                 for item in task_items:
                     if item.id not in done:
                         ids = tokenizer(item.text, return_tensors="pt").input_ids
+                        context_end = question_token(tokenizer, item) if query_agnostic else None
                         policy = policy_for(name, budget, args.ckpt, args.n_up, not args.no_prompt_end)
                         started = time.perf_counter()
                         gen = greedy_generate(model, ids, policy, max_new_tokens=item.max_new_tokens,
-                                              eos_token_id=tokenizer.eos_token_id)
+                                              eos_token_id=tokenizer.eos_token_id, context_end=context_end)
                         row = {"id": item.id, "prediction": tokenizer.decode(gen.tokens[0], skip_special_tokens=True),
                                "cache_fraction": gen.cache_fraction, "prompt_tokens": ids.shape[1],
                                "seconds": time.perf_counter() - started, "settings": settings}
@@ -200,7 +212,10 @@ def format_table(results: dict) -> str:
     tasks = results["tasks"]
     head = (f"{'policy':<10}" + "".join(f"{t[:18]:>20}" for t in tasks)
             + f"{'mean':>9}{'norm.':>8}{'95% interval':>16}{'cache':>7}")
-    lines = [head, f"{'':<10}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
+    protocol = {"query-agnostic": "query-agnostic: the context compressed when it ends, the question appended "
+                                  "uncompressed",
+                "whole-prompt": "whole prompt compressed, question included"}[results.get("protocol", "whole-prompt")]
+    lines = [f"protocol: {protocol}", head, f"{'':<10}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
     for name, per_task in results["policies"].items():
         s = results["summary"][name]
         cells = "".join(f"{per_task[t]['score']:>13.1f} / {per_task[t]['cache_fraction']:.2f}" for t in tasks)
@@ -238,6 +253,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--n-up", type=int, default=512, help="baselines' update interval in tokens")
     parser.add_argument("--no-prompt-end", action="store_true",
                         help="baselines evict only every n_up tokens, not also at the end of the prompt")
+    parser.add_argument("--protocol", default="whole-prompt", choices=("whole-prompt", "query-agnostic"),
+                        help="whole-prompt: every policy compresses the whole prompt, question included; "
+                             "query-agnostic (as kvpress evaluates): the context is compressed when it ends, "
+                             "then the question is appended uncompressed")
     parser.add_argument("--n", type=int, default=10, help="items per task (builtin), or a limit (benchmarks)")
     parser.add_argument("--length", type=int, default=1000, help="builtin prompt length in tokens")
     parser.add_argument("--max-length", type=int, default=None, help="middle-truncate benchmark prompts to this")
