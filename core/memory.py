@@ -119,7 +119,8 @@ class TokenState:
 
 
 class LayerMemory:
-    def __init__(self) -> None:
+    def __init__(self, layer_idx: int | None = None) -> None:
+        self.layer_idx = layer_idx  # which layer of the model this memory serves, where the adapter knows it
         self.keys: torch.Tensor | None = None
         self.values: torch.Tensor | None = None
         self.positions: torch.Tensor | None = None

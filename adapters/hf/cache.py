@@ -68,6 +68,8 @@ class MemoryCache(DynamicCache):
     def __init__(self, num_layers: int) -> None:
         super().__init__()
         self.layers = [MemoryLayer() for _ in range(num_layers)]
+        for i, layer in enumerate(self.layers):
+            layer.mem.layer_idx = i
         self.layer_class_to_replicate = None
 
     def memories(self) -> list[LayerMemory]:

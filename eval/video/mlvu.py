@@ -165,6 +165,7 @@ def summarize(rows: list[dict], chance: dict[str, float] | None = None) -> dict:
             "num": len(rs),
             "num_missing": len(rs) - len(answered),
             "acc": accuracy(r["correct"] for r in answered),
+            "correct": [bool(r["correct"]) for r in answered],  # per item, in order (for paired intervals)
         }
     answered_tasks = [v["acc"] for v in per_task.values() if v["num"] > v["num_missing"]]
     return {

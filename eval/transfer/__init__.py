@@ -1,0 +1,1 @@
+"""`python -m eval.transfer`: one checkpoint on language, control and video in one report."""

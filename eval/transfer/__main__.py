@@ -1,0 +1,180 @@
+"""`python -m eval.transfer --ckpt DIR [--quick]`: one NAMM checkpoint, unchanged, on language tasks it
+never saw, on two control tasks and on video, each against every baseline at the NAMM's own cache
+fraction (`--budget matched` in every CLI), in one report.
+
+Writes OUT/report.md (a table per evaluation), OUT/report.json, OUT/transfer.png (normalised score
+against cache fraction, a panel per evaluation) and OUT/kept.png (the NAMM's kept fraction per layer
+and the age of the tokens it keeps, per modality). Each evaluation is the CLI a user would run (its
+command is in the report) with its own folder under OUT, so a rerun reuses what is done.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from core.atomic import write_json_atomic, write_text_atomic
+from core.errors import UserError, cli_main
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "checkpoints" / "namm-smollm2"
+HELDOUT_TASKS = "kv_retrieval,fewshot_classification,phonebook"
+BASELINES = "h2o,l2,tova,snapkv,recency,random"
+
+
+@dataclass
+class Step:
+    name: str  # the panel's title
+    module: str  # eval.lm | eval.rl | eval.video
+    argv: list[str]
+    out: Path
+
+    @property
+    def modality(self) -> str:
+        return {"eval.lm": "language", "eval.rl": "control", "eval.video": "video"}[self.module]
+
+    def command(self) -> str:
+        return "python -m " + self.module + " " + " ".join(shlex.quote(a) for a in self.argv)
+
+
+def plan(args) -> list[Step]:
+    out, ckpt, threads = Path(args.out_dir), args.ckpt, str(args.threads)
+    quick = args.quick
+    n, lengths = ("4", ["1000"]) if quick else ("30", ["1000", "2000"])
+    episodes, max_steps = ("2", "300") if quick else ("30", "1000")
+    video_limit = ["--limit", "3"] if quick else []
+    policies = f"full,namm,{BASELINES}"
+    steps = []
+    for length in lengths:
+        for protocol in ("whole-prompt", "query-agnostic"):
+            if protocol == "query-agnostic" and length != lengths[0]:
+                continue
+            label = "whole prompt" if protocol == "whole-prompt" else "query-agnostic (question uncompressed)"
+            steps.append(Step(f"language (held-out tasks), {length} tokens, {label}", "eval.lm",
+                              ["--tasks", HELDOUT_TASKS, "--policies", policies, "--budget", "matched", "--ckpt", ckpt,
+                               "--n", n, "--length", length, "--protocol", protocol, "--threads", threads,
+                               "--out-dir", str(out / f"lm-{length}-{protocol}")], out / f"lm-{length}-{protocol}"))
+    for env in ("hopper", "walker2d"):
+        steps.append(Step(f"control: Decision Transformer on {env}", "eval.rl",
+                          ["--env", env, "--policies", policies, "--budget", "matched", "--ckpt", ckpt,
+                           "--episodes", episodes, "--batch", episodes, "--max-steps", max_steps,
+                           "--threads", threads, "--out-dir", str(out / f"rl-{env}")], out / f"rl-{env}"))
+    steps.append(Step("video: LLaVA-NeXT-Video (built-in generated videos)", "eval.video",
+                      ["--policies", policies, "--budget", "matched", "--ckpt", ckpt, *video_limit,
+                       "--threads", threads, "--out-dir", str(out / "video")], out / "video"))
+    return steps
+
+
+def run_step(step: Step) -> dict:
+    if step.module == "eval.lm":
+        from eval.lm.__main__ import main
+    elif step.module == "eval.rl":
+        from eval.rl.__main__ import main
+    else:
+        from eval.video.__main__ import main
+    rc = main(step.argv)
+    if rc != 0:
+        raise UserError(f"{step.name}: `{step.command()}` exited with status {rc}")
+    return json.loads((step.out / "results.json").read_text())
+
+
+def panel_for(step: Step, results: dict):
+    from eval.transfer import report
+
+    maker = {"language": report.lm_panel, "control": report.rl_panel, "video": report.video_panel}[step.modality]
+    return maker(step.name, results)
+
+
+def analyse(args, out: Path) -> dict:
+    """The NAMM's kept fraction per layer and ages of kept tokens on a few items of each modality."""
+    from adapters.loading import load_model
+    from core.policies import make_policy
+    from eval.lm import builtin_tasks
+    from eval.rl.dt_model import load_dt
+    from eval.transfer import analysis
+
+    stats = {}
+    model, tokenizer = load_model("smollm2")
+    items = [it for task in HELDOUT_TASKS.split(",") for it in builtin_tasks.make_items(task, 1, 1000, 0, tokenizer)]
+    stats["language"] = analysis.record_lm(model, tokenizer, make_policy("namm", ckpt=args.ckpt),
+                                           [builtin_tasks.render(it, tokenizer) for it in items])
+    bundle = load_dt(REPO / "checkpoints" / "dt-hopper", env="hopper")
+    stats["control (hopper)"] = analysis.record_dt(bundle, make_policy("namm", ckpt=args.ckpt), episodes=1,
+                                                   max_steps=300 if args.quick else 1000)
+    stats["video"] = _video_stats(args, analysis)
+    analysis.plot_kept(stats, out / "kept.png", f"what the NAMM keeps ({Path(args.ckpt).name})")
+    return {name: s.to_json() for name, s in stats.items()}
+
+
+def _video_stats(args, analysis):
+    import torch
+
+    from core.policies import make_policy
+    from eval.video import mlvu
+    from eval.video.__main__ import builtin_split, first_per_task
+    from eval.video.models import load_video_chat
+
+    chat = load_video_chat(str(REPO / "checkpoints" / "llava-video-tiny"), torch.float32, "cpu")
+    items = first_per_task(mlvu.load(builtin_split(100), tasks=None), 1)
+    inputs = [(mlvu.load_frames(it, 32), chat.mlvu_prompt(it)) for it in items]
+    return analysis.record_video(chat, make_policy("namm", ckpt=args.ckpt), inputs)
+
+
+def main(argv=None) -> int:
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.transfer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ckpt", default=str(SHIPPED), help="NAMM checkpoint folder (default: the shipped one)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a few items, episodes and videos per evaluation (minutes): a smoke test, not a result")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out-dir", default=None, help="default: runs/transfer[-quick]")
+    parser.add_argument("--skip-analysis", action="store_true", help="no kept-token analysis plots")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        raise UserError(f"--threads: expected at least 1, got {args.threads}")
+    if args.ckpt != "zeros" and not (Path(args.ckpt) / "config.json").is_file():
+        raise UserError(f"--ckpt {args.ckpt}: not a NAMM checkpoint folder (no config.json)")
+    args.out_dir = args.out_dir or ("runs/transfer-quick" if args.quick else "runs/transfer")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = plan(args)
+    panels, timings = [], {}
+    for step in tqdm(steps, desc="eval.transfer", unit="evaluation"):
+        started = time.perf_counter()
+        panels.append(panel_for(step, run_step(step)))
+        timings[step.name] = round(time.perf_counter() - started, 1)
+    analysis_json = None if args.skip_analysis else analyse(args, out)
+
+    from eval.transfer import report
+
+    header = [f"# Transfer report: {args.ckpt}{' (quick: a smoke test, too few items to compare)' if args.quick else ''}",
+              "",
+              "Every baseline gets the NAMM's cache fraction on the same items (`--budget matched`) and the "
+              "NAMM's update schedule. Normalised: score / the full cache's on the same items, with a paired "
+              "95% bootstrap interval.",
+              "",
+              "Commands:", "", *[f"    {s.command()}" for s in steps]]
+    write_text_atomic(out / "report.md", report.markdown(panels, header))
+    write_json_atomic(out / "report.json", {"ckpt": args.ckpt, "quick": args.quick,
+                                            "commands": [s.command() for s in steps],
+                                            "seconds": timings, "panels": [p.to_json() for p in panels],
+                                            "kept": analysis_json})
+    report.plot_panels(panels, out / "transfer.png", f"{args.ckpt}: one memory, three modalities")
+    print(report.markdown(panels, []))
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'transfer.png'}"
+          + ("" if args.skip_analysis else f" and {out / 'kept.png'}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The transfer report: each modality's results become rows with normalised scores and paired
+intervals, and the kept-token analysis records what a policy really keeps."""
+import math
+
+import pytest
+import torch
+
+from core.policies import Recency
+from eval.transfer import analysis, report
+from tests.test_adapter_llama import tiny_llama
+
+
+def test_rl_panel_normalises_by_the_full_cache_with_a_paired_interval():
+    full = {"score_mean": 80.0, "scores": [70.0, 90.0, 80.0], "cache_fraction": 1.0, "seconds": 3.0, "episodes": 3}
+    half = {"score_mean": 40.0, "scores": [35.0, 45.0, 40.0], "cache_fraction": 0.5, "seconds": 3.0, "episodes": 3,
+            "budget": 0.5}
+    panel = report.rl_panel("control", {"protocols": {"full": full, "h2o": half}})
+    rows = {r.policy: r for r in panel.rows}
+    assert rows["full"].normalised == 1.0 and rows["h2o"].normalised == 0.5
+    low, high = rows["h2o"].interval
+    assert low <= 0.5 <= high and high < 1.0  # every episode is half the full cache's: the interval is tight
+    assert rows["h2o"].seconds == 1.0 and rows["h2o"].budget == 0.5
+
+
+def test_video_panel_leaves_question_types_at_chance_out_of_the_normalised_score():
+    def summary(first_last, needle):
+        return {"per_task": {"first_last": {"acc": sum(first_last) / 4, "correct": first_last},
+                             "needle": {"acc": sum(needle) / 4, "correct": needle}},
+                "m_avg": (sum(first_last) + sum(needle)) / 8, "cache_fraction": 0.5, "seconds_per_item": 0.1}
+
+    results = {"chance": {"first_last": 0.25, "needle": 0.25},
+               "policies": {"full": summary([1, 1, 1, 1], [1, 0, 0, 0]), "namm": summary([1, 1, 0, 0], [0, 1, 1, 1])}}
+    panel = report.video_panel("video", results)
+    namm = next(r for r in panel.rows if r.policy == "namm")
+    assert namm.normalised == 0.5  # needle (full 25% = chance) is not a reference: first_last alone
+    assert "first_last" in panel.notes[0] and namm.interval is not None
+
+
+def test_markdown_has_a_row_per_policy_with_its_interval():
+    rows = [report.Row("namm", 50.0, 0.9, (0.8, 1.0), 0.4, 1.2), report.Row("h2o", 40.0, 0.7, None, 0.41, 1.0, 0.4)]
+    text = report.markdown([report.Panel("language", "language", "score", rows, [])], ["# head"])
+    assert "| namm | 50.0 | 0.900 [0.800, 1.000] | 0.40 | - | 1.20 |" in text
+    assert "| h2o | 40.0 | 0.700 | 0.41 | 0.40 | 1.00 |" in text
+
+
+def test_kept_recorder_sees_what_the_policy_keeps():
+    model = tiny_llama(layers=2)
+    ids = torch.randint(0, 128, (1, 64), generator=torch.Generator().manual_seed(1))
+    recorder = analysis.KeptRecorder(Recency(budget=0.5, n_up=32, n_sink=0), n_layers=2)
+    from adapters.hf import greedy_generate
+
+    greedy_generate(model, ids, recorder, max_new_tokens=1)
+    stats = recorder.stats
+    assert stats.per_layer() == [pytest.approx(0.5), pytest.approx(0.5)]  # updates at 32 and 64 tokens
+    # recency at 64 processed tokens keeps the newest 32 of every head: ages 0..31
+    assert max(stats.ages) <= 31 and min(stats.ages) == 0
+    assert stats.to_json()["updates"] == 4
