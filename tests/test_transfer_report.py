@@ -55,3 +55,28 @@ def test_kept_recorder_sees_what_the_policy_keeps():
     # recency at 64 processed tokens keeps the newest 32 of every head: ages 0..31
     assert max(stats.ages) <= 31 and min(stats.ages) == 0
     assert stats.to_json()["updates"] == 4
+
+
+def test_every_evaluation_of_the_transfer_report_is_at_matched_cache():
+    from types import SimpleNamespace
+
+    from eval.transfer.__main__ import plan
+
+    full = plan(SimpleNamespace(out_dir="out", ckpt="ckpt", threads=1, quick=False))
+    quick = plan(SimpleNamespace(out_dir="out", ckpt="ckpt", threads=1, quick=True))
+    for step in full + quick:
+        assert step.argv[step.argv.index("--budget") + 1] == "matched"
+        assert step.argv[step.argv.index("--ckpt") + 1] == "ckpt"
+    assert {s.module for s in full} == {"eval.lm", "eval.rl", "eval.video"}
+    protocols = [s.argv[s.argv.index("--protocol") + 1] for s in full if s.module == "eval.lm"]
+    assert sorted(protocols) == ["query-agnostic", "whole-prompt", "whole-prompt"]  # 1k both, 2k whole prompt
+    lm = [s for s in full if s.module == "eval.lm"][0]
+    assert lm.argv[lm.argv.index("--n") + 1] == "30"
+    assert [s.argv[s.argv.index("--episodes") + 1] for s in full if s.module == "eval.rl"] == ["30", "30"]
+
+
+def test_transfer_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
+    from eval.transfer.__main__ import main
+
+    assert main(["--ckpt", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 2
+    assert "not a NAMM checkpoint" in capsys.readouterr().err

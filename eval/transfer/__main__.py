@@ -46,7 +46,7 @@ class Step:
 def plan(args) -> list[Step]:
     out, ckpt, threads = Path(args.out_dir), args.ckpt, str(args.threads)
     quick = args.quick
-    n, lengths = ("4", ["1000"]) if quick else ("30", ["1000", "2000"])
+    n, lengths = ("2", ["1000"]) if quick else ("30", ["1000", "2000"])
     episodes, max_steps = ("2", "300") if quick else ("30", "1000")
     video_limit = ["--limit", "3"] if quick else []
     policies = f"full,namm,{BASELINES}"
