@@ -45,7 +45,7 @@ def test_mlvu_m_avg_is_the_mean_of_task_accuracies():
             _mlvu_row("b", "C)"), _mlvu_row("b", None, missing=True)]
     s = mlvu.summarize(rows)
     assert s["per_task"]["a"]["acc"] == 0.75
-    assert s["per_task"]["b"] == {"num": 2, "num_missing": 1, "acc": 0.0}
+    assert s["per_task"]["b"] == {"num": 2, "num_missing": 1, "acc": 0.0, "correct": [False]}  # answered items only
     assert s["m_avg"] == (0.75 + 0.0) / 2
     assert s["num_missing"] == 1
 
