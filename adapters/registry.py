@@ -3,9 +3,9 @@ from __future__ import annotations
 
 
 def adapter_for(model):
-    from adapters import decision_transformer, llama, llava_next_video
+    from adapters import decision_transformer, gemma3, llama, llava_next_video
 
-    adapters = (llama, llava_next_video, decision_transformer)
+    adapters = (llama, gemma3, llava_next_video, decision_transformer)
     family = getattr(getattr(model, "config", None), "model_type", None)
     for adapter in adapters:
         if family in adapter.FAMILIES:

@@ -2,6 +2,8 @@
 
     python -m evolve.run --config configs/evolve_smollm2_cpu.yaml [--out runs/evolve/NAME] [--resume] [key=value ...]
     torchrun --nproc_per_node 2 -m evolve.run --config ...      # the population shards over the processes
+    accelerate launch --multi_gpu --num_processes 2 -m evolve.run --config ...   # the same through accelerate
+    (several machines: README, "Evolution on several machines")
 
 With --resume the run folder's checkpoint is continued exactly (the config defaults to the folder's
 config.yaml; a folder without a checkpoint starts fresh; overrides such as more generations extend a run). Overrides use dotted keys: stages.0.generations=3 namm.n_up=128 popsize=16.
@@ -9,7 +11,6 @@ config.yaml; a folder without a checkpoint starts fresh; overrides such as more 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,7 +21,7 @@ from core.atomic import remove_stale_temporaries
 from core.errors import cli_main
 from core.lock import FolderLock
 from evolve.config import load_config
-from evolve.distributed import init_from_env, shutdown
+from evolve.distributed import env_rank, init_from_env, shutdown
 from evolve.loop import evolve
 
 
@@ -54,7 +55,7 @@ def _main(argv=None) -> int:
     config = load_config(config_path, overrides)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    main_rank = int(os.environ.get("RANK", "0")) == 0  # rank 0 writes the folder, so it holds the lock
+    main_rank = env_rank() == 0  # rank 0 writes the folder, so it holds the lock
     with FolderLock(out) if main_rank else nullcontext() as lock:
         if lock is not None:
             remove_stale_temporaries(out, untagged=True)  # a killed writer's; no one else writes here now

@@ -32,7 +32,7 @@ class MemorySession:
         self.update_seconds = 0.0  # policy.select + eviction
 
     def new_cache(self) -> MemoryCache:
-        return MemoryCache(self.num_layers)
+        return MemoryCache(self.num_layers, self.managed)
 
     def memory(self, layer_idx: int) -> LayerMemory | None:
         if self.cache is None or layer_idx not in self.managed:
@@ -63,6 +63,8 @@ def _use_memory_cache(session: MemorySession):
             cache = session.new_cache()
             kwargs.pop("past_key_values", None)
             kwargs["cache"] = cache
+        if cache.managed is None:
+            cache.managed = sorted(session.managed)
         session.cache = cache
         mask = kwargs.get("attention_mask")
         if mask is not None and mask.dim() == 2 and not bool(mask.all()):
@@ -79,7 +81,8 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, s
 
     Inside, `model(...)` and `model.generate(...)` use a `MemoryCache`: the policy observes
     attention, evicts every `policy.n_up` tokens during prefill and decoding, and new tokens keep
-    their original positions.
+    their original positions. Layers with a sliding window (the adapter's `sliding_layers`) are left
+    to their window: the policy manages the others.
 
     `shared_attention` (off by default): for a policy that observes, compute each layer's output
     from the probabilities the observer needs (one Q.K^T instead of two). Equal to SDPA up to
@@ -91,8 +94,9 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, s
     text_config = adapter.text_config(model)
     policy.check_capacity(getattr(text_config, "max_position_embeddings", None))
     attention.register()
-    session = MemorySession(policy, {m.layer_idx: m for m in modules}, adapter.num_layers(model), observe_rows,
-                            shared_attention)
+    sliding = adapter.sliding_layers(model) if hasattr(adapter, "sliding_layers") else set()
+    managed = {m.layer_idx: m for m in modules if m.layer_idx not in sliding}
+    session = MemorySession(policy, managed, adapter.num_layers(model), observe_rows, shared_attention)
     configs = {id(m.config): m.config for m in modules}
     previous = {key: cfg._attn_implementation for key, cfg in configs.items()}
     handle = adapter.cache_owner(model).register_forward_pre_hook(_use_memory_cache(session), with_kwargs=True)

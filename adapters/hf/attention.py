@@ -9,6 +9,10 @@ When the policy observes, each segment's attention probabilities are computed in
 most `observe_rows` queries (one Q.K^T per KV head), averaged over each KV head's query group and
 handed to the policy; nothing of size queries x keys outlives its block. With the opt-in
 `shared_attention`, those probabilities also give the output, and the SDPA call is skipped.
+
+A layer with a sliding window (transformers passes `sliding_window`, e.g. Gemma 3's local layers) is
+never managed by the policy: it attends to the last `sliding_window` tokens, as the unmodified model
+does, and its cache is cut to the `sliding_window - 1` tokens the next query can still see.
 """
 from __future__ import annotations
 
@@ -18,20 +22,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
 NAME = "namm"
 SESSION_ATTR = "_namm_session"
 
 
-def causal_mask(n_queries: int, n_keys: int, device) -> torch.Tensor | None:
-    """Bool mask [q, k]: query i sees every key up to index (n_keys - n_queries + i)."""
-    if n_queries == 1:
+def causal_mask(n_queries: int, n_keys: int, device, window: int | None = None) -> torch.Tensor | None:
+    """Bool mask [q, k]: query i sees every key up to index (n_keys - n_queries + i), and with a
+    `window` only the last `window` of those (itself included). None for one query without a window."""
+    if n_queries == 1 and window is None:
         return None
-    offset = n_keys - n_queries
-    rows = torch.arange(n_queries, device=device).unsqueeze(1)
+    rows = torch.arange(n_queries, device=device).unsqueeze(1) + (n_keys - n_queries)
     cols = torch.arange(n_keys, device=device).unsqueeze(0)
-    return cols <= rows + offset
+    mask = cols <= rows
+    return mask if window is None else mask & (cols > rows - window)
 
 
 def sdpa(query, key, value, scaling) -> torch.Tensor:
@@ -121,9 +127,17 @@ def run_update(session, mem) -> None:
 
 
 def memory_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    if kwargs.get("softcap") is not None:
+        raise ValueError(f"{type(module).__name__}: attention logit soft-capping is not supported under a memory policy")
     session = getattr(module, SESSION_ATTR, None)
     scaling = scaling if scaling is not None else query.shape[-1] ** -0.5
     mem = session.memory(module.layer_idx) if session is not None else None
+    window = kwargs.get("sliding_window")
+    if window is not None:
+        if mem is not None:
+            raise ValueError(f"layer {module.layer_idx} has a sliding window of {window} tokens; the adapter must "
+                             f"leave it to its window, not hand it to the policy")
+        return windowed_attention(module, session, query, key, value, scaling, window)
     if mem is None or not session.policy.evicts or session.compression_done:
         if mem is not None:
             mem.advance(query.shape[2])
@@ -152,6 +166,20 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
         if seg.updates:
             run_update(session, mem)
     return output.transpose(1, 2).contiguous(), None
+
+
+def windowed_attention(module, session, query, key, value, scaling, window: int):
+    """A sliding-window layer, computed as the unmodified model computes it: transformers' SDPA
+    function, with a window mask wherever transformers' mask builder makes one (the keys are those of
+    the last consecutive positions). The cache then keeps only the `window - 1` tokens a later query
+    can see, as the unmodified model's sliding cache does."""
+    q_len, k_len = query.shape[2], key.shape[2]
+    needs_mask = k_len >= window or (q_len > 1 and q_len != k_len)
+    mask = causal_mask(q_len, k_len, query.device, window)[None, None] if needs_mask else None
+    output, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=scaling)
+    if session is not None and session.cache is not None:
+        session.cache.layers[module.layer_idx].keep_recent(window - 1)
+    return output, None
 
 
 def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> None:

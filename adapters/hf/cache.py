@@ -44,6 +44,15 @@ class MemoryLayer(DynamicLayer):
         self.mem.append(key_states, value_states)
         return self.mem.keys, self.mem.values
 
+    def keep_recent(self, n_tokens: int) -> None:
+        """Drop all but the last `n_tokens` tokens (a sliding-window layer, which no policy manages)."""
+        drop = len(self.mem) - n_tokens
+        if drop > 0:
+            mem = self.mem
+            mem.keys, mem.values = mem.keys[:, :, drop:], mem.values[:, :, drop:]
+            mem.positions = mem.positions[:, :, drop:]
+            mem.n_evicted += drop
+
     def get_seq_length(self) -> int:
         return self.mem.n_seen
 
@@ -65,12 +74,16 @@ class MemoryLayer(DynamicLayer):
 
 
 class MemoryCache(DynamicCache):
-    def __init__(self, num_layers: int) -> None:
+    """`managed`: the layers the policy manages (all when None); `fraction()` is taken over them. `attach`
+    sets it for a cache built without it."""
+
+    def __init__(self, num_layers: int, managed=None) -> None:
         super().__init__()
         self.layers = [MemoryLayer() for _ in range(num_layers)]
         for i, layer in enumerate(self.layers):
             layer.mem.layer_idx = i
         self.layer_class_to_replicate = None
+        self.managed = None if managed is None else sorted(managed)
 
     def memories(self) -> list[LayerMemory]:
         return [layer.mem for layer in self.layers]
@@ -79,6 +92,7 @@ class MemoryCache(DynamicCache):
         return [len(m) for m in self.memories()]
 
     def fraction(self) -> float:
-        """Mean over layers of kept / processed tokens (1.0 for a full cache)."""
-        mems = [m for m in self.memories() if m.n_seen]
+        """Mean over the managed layers of kept / processed tokens (1.0 for a full cache)."""
+        mems = self.memories() if self.managed is None else [self.layers[i].mem for i in self.managed]
+        mems = [m for m in mems if m.n_seen]
         return sum(len(m) / m.n_seen for m in mems) / len(mems) if mems else 1.0

@@ -243,7 +243,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--model", default="smollm2", help="smollm2, a hub name or a local folder")
+    parser.add_argument("--model", default="smollm2", help="smollm2, gemma3-270m, a hub name or a local folder")
     parser.add_argument("--benchmark", default="builtin", help="builtin, longbench, infinitebench or choubun")
     parser.add_argument("--data-dir", default=None, help="folder with the benchmark's official files")
     parser.add_argument("--tasks", default="passkey,kv_retrieval")
