@@ -88,3 +88,25 @@ def fake_lm(monkeypatch):
     monkeypatch.setattr(run, "load_model", load_model)
     monkeypatch.setattr(run, "greedy_generate", greedy_generate)
     return calls
+
+
+@pytest.fixture
+def window_namm(tmp_path):
+    """Writes NAMM checkpoints that really evict: `window_namm(window, n_up, at_prompt_end)` gives a folder
+    whose NAMM keeps the newest window + 1 tokens at every update. Its BAM reads only the slowest age
+    feature, sin(age * f) ~ age * f, so a token scores window + 1/2 - age."""
+    from core.namm import NAMM, NAMMConfig
+
+    def make(window: int, n_up: int, at_prompt_end: bool = False):
+        config = NAMMConfig(n_up=n_up, update_at_prompt_end=at_prompt_end)
+        params = torch.zeros(config.bam.n_params)
+        parts = config.bam.unflatten(params)  # views into params
+        half = config.age_dims // 2
+        slowest = config.age_base ** (-(half - 1) / half)
+        parts["w_out"][half - 1, 0] = -1.0 / slowest
+        parts["b_out"][0] = window + 0.5
+        folder = tmp_path / f"window{window}-nup{n_up}-{'end' if at_prompt_end else 'noend'}"
+        NAMM(config, params).save_pretrained(folder)
+        return folder
+
+    return make
