@@ -100,7 +100,8 @@ class Budget:
 
     def tokens(self, processed: int) -> int:
         if self.is_fraction:
-            return max(1, math.ceil(self.value * processed))
+            # rounded first: 101 / 308 * 308 is 101.00000000000001, which must not become 102 tokens
+            return max(1, math.ceil(round(self.value * processed, 9)))
         return self.value
 
     def check_capacity(self, max_tokens: int | None) -> None:
