@@ -65,25 +65,32 @@ class FakeTokenizer:
 def fake_lm(monkeypatch):
     """eval.lm without a model: load_model gives a stub (context 8192) and greedy_generate reports the
     cache fraction the policy would aim at (a baseline's budget, 0.5 for a NAMM with any non-zero
-    parameter). Returns the list of (policy, prompt tokens) generated, to count recomputations."""
+    parameter). Returns the list of (policy name, prompt tokens) generated, to count recomputations; its
+    `policies` holds the policy objects."""
     from types import SimpleNamespace
 
     import eval.lm.run as run
 
-    calls = []
+    class Calls(list):
+        policies: list = []
+
+    calls = Calls()
+    calls.policies = []
 
     def load_model(name):
         return SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), FakeTokenizer()
 
     def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id):
         calls.append((policy.name, ids.shape[1]))
+        calls.policies.append(policy)
         if hasattr(policy, "budget"):
             fraction = float(policy.budget.value)
         elif policy.name == "namm":
             fraction = 0.5 if bool(policy.params.abs().sum() > 0) else 1.0
         else:
             fraction = 1.0
-        return SimpleNamespace(tokens=[[1]], cache_fraction=fraction)
+        return SimpleNamespace(tokens=[[1]], cache_fraction=fraction, fraction_at_update=fraction,
+                               processed_tokens=ids.shape[1])
 
     monkeypatch.setattr(run, "load_model", load_model)
     monkeypatch.setattr(run, "greedy_generate", greedy_generate)
