@@ -74,8 +74,9 @@ class PolicySetup:
     def budget_mode(self) -> str:
         if not self.matched:
             return f"fixed: every baseline keeps {self.budget:.4g} of the processed tokens at each update"
+        same = "in the episode of the same seed" if self.unit == "episode" else f"on the same {self.unit}"
         return (f"matched per {self.unit}: a baseline's budget on each {self.unit} is the NAMM's cache fraction "
-                f"on the same {self.unit}, measured right after its last update (kept / processed tokens)")
+                f"{same}, measured right after its last update (kept / processed tokens)")
 
     def as_json(self) -> dict:
         return {"ckpt": ckpt_label(self.ckpt), "budget": "matched" if self.matched else self.budget,
