@@ -115,8 +115,9 @@ def resolve(args, names: list[str], default: Schedule, unit: str = "item") -> Po
         if key in fixed:
             if given[key] is not None and given[key] != fixed[key]:
                 shown = option if key == "n_up" else ("--prompt-end" if given[key] else "--no-prompt-end")
-                raise UserError(f"{shown}: the NAMM checkpoint {ckpt} sets {key} {fixed[key]} in its config.json, "
-                                "and every policy follows the NAMM's schedule; leave the option out")
+                raise UserError(f"{shown}: the NAMM checkpoint {ckpt_label(ckpt)} sets {key} {fixed[key]} in its "
+                                "config.json, and every policy follows the NAMM's schedule; leave the option out "
+                                "(or evaluate a copy of the checkpoint whose config.json says otherwise)")
             values[key], set_by[key] = fixed[key], "the NAMM checkpoint's config.json"
         elif given[key] is not None:
             values[key], set_by[key] = given[key], "the command line"
