@@ -45,6 +45,10 @@ class EpisodeActor:
         """Kept / processed tokens of each episode's cache at its last step."""
         return [f for state in self._states for f in state.get("fraction", {}).values()]
 
+    def episode_fractions_at_update(self) -> list[float]:
+        """Kept / processed tokens of each episode's cache right after its last update."""
+        return [cache.fraction_at_update() for state in self._states for cache in state["caches"].values()]
+
     @torch.no_grad()
     def __call__(self, bundle, history, rows, state) -> torch.Tensor:
         model = bundle.model

@@ -18,12 +18,13 @@ from core.bam import BAMShape, bam_scores
 from core.errors import MissingFileError, UserError, read_json_object
 from core.features import FeatureNormaliser, age_embedding
 from core.memory import LayerMemory
-from core.policies.base import MemoryPolicy
+from core.policies.base import MemoryPolicy, Schedule
 from core.selection import threshold_min_over_heads
 from core.spectrogram import EMA, StreamingSpectrogram
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+SCHEDULE_FIELDS = ("n_up", "update_at_prompt_end")
 
 
 @dataclass
@@ -74,7 +75,8 @@ class NAMM(MemoryPolicy):
 
     def __init__(self, config: NAMMConfig | None = None, params=None, norm_mean=None, norm_var=None) -> None:
         self.config = config or NAMMConfig()
-        super().__init__(self.config.n_up, self.config.update_at_prompt_end)
+        super().__init__(schedule=Schedule(self.config.n_up, self.config.update_at_prompt_end))
+        self.fixed_schedule: dict = {}  # the fields of SCHEDULE_FIELDS its checkpoint's config.json sets
         shape = self.config.bam
         self.params = torch.zeros(shape.n_params) if params is None else torch.as_tensor(
             np.asarray(params, dtype=np.float32)).flatten()
@@ -106,6 +108,16 @@ class NAMM(MemoryPolicy):
         if self._unflat_cache is None or self._unflat_cache[0] != key:
             self._unflat_cache = (key, self.config.bam.unflatten(self.params.to(device)))
         return self._unflat_cache[1]
+
+    def use_schedule(self, schedule: Schedule) -> None:
+        """Update on `schedule`, the object shared with the policies this NAMM is compared to. A field its
+        checkpoint sets binds: a schedule that contradicts it is refused."""
+        wanted = {"n_up": schedule.n_up, "update_at_prompt_end": schedule.at_prompt_end}
+        for field, value in self.fixed_schedule.items():
+            if wanted[field] != value:
+                raise ValueError(f"the NAMM's checkpoint sets {field} {value}; the schedule asks for {wanted[field]}")
+        self.config.n_up, self.config.update_at_prompt_end = schedule.n_up, schedule.at_prompt_end
+        self.schedule = schedule
 
     # --- the policy interface ---
     def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
@@ -200,7 +212,9 @@ class NAMM(MemoryPolicy):
             if tensors[key].numel() != config.n_freq:
                 raise UserError(f"{folder / WEIGHTS_FILE}: {key!r} has {tensors[key].numel()} values, "
                                 f"expected {config.n_freq}")
-        return cls(config, tensors["params"], tensors["norm_mean"], tensors["norm_var"])
+        namm = cls(config, tensors["params"], tensors["norm_mean"], tensors["norm_var"])
+        namm.fixed_schedule = {field: data[field] for field in SCHEDULE_FIELDS if field in data}
+        return namm
 
     @classmethod
     def from_flat(cls, vector, config: NAMMConfig | None = None, norm_mean=None, norm_var=None) -> "NAMM":

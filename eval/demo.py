@@ -2,38 +2,38 @@
 long-context items, one table of score, cache fraction and speed.
 
     python -m eval.demo [--length 1000] [--n 3] [--budget 0.5] [--ckpt checkpoints/namm-smollm2]
+
+Every policy updates on one schedule: the NAMM checkpoint's where its config.json sets it.
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from adapters.hf import greedy_generate
 from adapters.loading import load_model
+from core.policies import Schedule
+from eval import policy_setup
 from eval.lm import builtin_tasks
-from eval.lm.run import policy_for
 
 DEFAULT_POLICIES = "full,namm,h2o,l2,recency,tova,snapkv,random"
-SHIPPED_NAMM = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-smollm2"
+DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=True)  # where no NAMM checkpoint or option sets it
 
 
-def run(args) -> list[dict]:
+def run(args, setup: policy_setup.PolicySetup) -> list[dict]:
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model)
-    ckpt = args.ckpt or (str(SHIPPED_NAMM) if SHIPPED_NAMM.is_dir() else None)
     items = [(task, item) for task in args.tasks.split(",")
              for item in builtin_tasks.make_items(task, args.n, args.length, seed=args.seed, tokenizer=tokenizer)]
     prompts = [tokenizer(builtin_tasks.render(item, tokenizer), return_tensors="pt").input_ids for _, item in items]
     rows = []
-    policies = args.policies.split(",")
-    progress = tqdm(total=len(policies) * len(items), desc="demo", unit="item")
-    for name in policies:
+    progress = tqdm(total=len(setup.names) * len(items), desc="demo", unit="item")
+    for name in setup.names:
         scores, fractions, prefill_s, decode_s, n_decoded = [], [], 0.0, 0.0, 0
         for (task, item), ids in zip(items, prompts):
-            policy = policy_for(name, args.budget, ckpt, args.n_up, prompt_end=True)
+            policy = setup.build(name)
             out = greedy_generate(model, ids, policy, max_new_tokens=builtin_tasks.MAX_NEW_TOKENS[task],
                                   eos_token_id=tokenizer.eos_token_id)
             prefill_s += out.prefill_seconds
@@ -49,9 +49,10 @@ def run(args) -> list[dict]:
     return rows
 
 
-def print_table(rows, args) -> None:
+def print_table(rows, args, setup: policy_setup.PolicySetup) -> None:
     print(f"\n{args.model}, tasks {args.tasks}, ~{args.length} tokens, {args.n} items per task, "
           f"baselines at {args.budget:.0%} budget")
+    print(setup.schedule_line())
     print(f"{'policy':<10}{'score':>8}{'cache':>8}{'prefill s':>11}{'decode tok/s':>14}")
     for r in rows:
         print(f"{r['policy']:<10}{r['score']:>8.1f}{r['cache']:>8.2f}{r['prefill_s']:>11.2f}{r['decode_tok_s']:>14.1f}")
@@ -66,27 +67,30 @@ def main(argv=None) -> None:
     parser.add_argument("--length", type=int, default=1000, help="prompt length in tokens")
     parser.add_argument("--n", type=int, default=3, help="items per task")
     parser.add_argument("--budget", type=float, default=0.5, help="baselines' cache budget (fraction)")
-    parser.add_argument("--n-up", type=int, default=512, help="baselines' update interval in tokens")
-    parser.add_argument("--ckpt", default=None, help="NAMM checkpoint folder (default: the shipped one, "
-                                                     "else the all-zero NAMM)")
+    parser.add_argument("--n-up", type=int, default=None,
+                        help=f"every policy's update interval in tokens (default: the NAMM checkpoint's, "
+                             f"else {DEFAULT_SCHEDULE.n_up})")
+    parser.add_argument("--prompt-end", action=argparse.BooleanOptionalAction, default=None,
+                        help="every policy also updates when a prompt ends (default: as the NAMM checkpoint "
+                             "says, else yes)")
+    parser.add_argument("--ckpt", default=None, help=policy_setup.CKPT_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    check_args(args)
-    print_table(run(args), args)
+    setup = check_args(args)
+    print_table(run(args, setup), args, setup)
 
 
-def check_args(args) -> None:
+def check_args(args) -> policy_setup.PolicySetup:
     """Every argument before the model loads (a UserError: one line, status 2)."""
     from eval.lm import checks
 
     checks.name_list("--tasks", args.tasks, checks.known_tasks("builtin"))
-    checks.name_list("--policies", args.policies, checks.policy_names())
-    checks.fraction("--budget", args.budget)
-    for option, value, minimum in (("--n", args.n, 1), ("--length", args.length, 64), ("--n-up", args.n_up, 1),
+    names = checks.name_list("--policies", args.policies, checks.policy_names())
+    for option, value, minimum in (("--n", args.n, 1), ("--length", args.length, 64),
                                    ("--threads", args.threads, 1), ("--seed", args.seed, 0)):
         checks.at_least(option, value, minimum)
-    checks.namm_checkpoint("--ckpt", args.ckpt)
+    return policy_setup.resolve(args, names, DEFAULT_SCHEDULE)
 
 
 if __name__ == "__main__":

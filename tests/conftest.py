@@ -65,26 +65,55 @@ class FakeTokenizer:
 def fake_lm(monkeypatch):
     """eval.lm without a model: load_model gives a stub (context 8192) and greedy_generate reports the
     cache fraction the policy would aim at (a baseline's budget, 0.5 for a NAMM with any non-zero
-    parameter). Returns the list of (policy, prompt tokens) generated, to count recomputations."""
+    parameter). Returns the list of (policy name, prompt tokens) generated, to count recomputations; its
+    `policies` holds the policy objects."""
     from types import SimpleNamespace
 
     import eval.lm.run as run
 
-    calls = []
+    class Calls(list):
+        policies: list = []
+
+    calls = Calls()
+    calls.policies = []
 
     def load_model(name):
         return SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), FakeTokenizer()
 
     def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id, context_end=None):
         calls.append((policy.name, ids.shape[1]))
+        calls.policies.append(policy)
         if hasattr(policy, "budget"):
             fraction = float(policy.budget.value)
         elif policy.name == "namm":
             fraction = 0.5 if bool(policy.params.abs().sum() > 0) else 1.0
         else:
             fraction = 1.0
-        return SimpleNamespace(tokens=[[1]], cache_fraction=fraction)
+        return SimpleNamespace(tokens=[[1]], cache_fraction=fraction, fraction_at_update=fraction,
+                               processed_tokens=ids.shape[1])
 
     monkeypatch.setattr(run, "load_model", load_model)
     monkeypatch.setattr(run, "greedy_generate", greedy_generate)
     return calls
+
+
+@pytest.fixture
+def window_namm(tmp_path):
+    """Writes NAMM checkpoints that really evict: `window_namm(window, n_up, at_prompt_end)` gives a folder
+    whose NAMM keeps the newest window + 1 tokens at every update. Its BAM reads only the slowest age
+    feature, sin(age * f) ~ age * f, so a token scores window + 1/2 - age."""
+    from core.namm import NAMM, NAMMConfig
+
+    def make(window: int, n_up: int, at_prompt_end: bool = False):
+        config = NAMMConfig(n_up=n_up, update_at_prompt_end=at_prompt_end)
+        params = torch.zeros(config.bam.n_params)
+        parts = config.bam.unflatten(params)  # views into params
+        half = config.age_dims // 2
+        slowest = config.age_base ** (-(half - 1) / half)
+        parts["w_out"][half - 1, 0] = -1.0 / slowest
+        parts["b_out"][0] = window + 0.5
+        folder = tmp_path / f"window{window}-nup{n_up}-{'end' if at_prompt_end else 'noend'}"
+        NAMM(config, params).save_pretrained(folder)
+        return folder
+
+    return make

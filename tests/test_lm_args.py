@@ -36,6 +36,7 @@ def _bad_namm(tmp_path):
     (["--n", "0"], "--n: must be at least 1, got 0"),
     (["--n", "-3"], "--n: must be at least 1, got -3"),
     (["--n-up", "0"], "--n-up: must be at least 1"),
+    (["--n-up", "256"], "--n-up: the NAMM checkpoint"),  # the shipped one sets 512
     (["--length", "5"], "--length: must be at least 64"),
     (["--threads", "0"], "--threads: must be at least 1"),
     (["--ckpt", "no/such/folder"], "--ckpt no/such/folder: not a usable NAMM checkpoint"),

@@ -37,7 +37,7 @@ def test_other_settings_that_change_a_prediction_are_recomputed(tmp_path, fake_l
 
 def test_a_rerun_with_another_checkpoint_does_not_reuse_the_zero_namm(tmp_path, fake_lm):
     out = tmp_path / "run"
-    assert main(BASE + ["--policies", "namm", "--out-dir", str(out)]) == 0
+    assert main(BASE + ["--policies", "namm", "--ckpt", "zeros", "--out-dir", str(out)]) == 0
     assert _results(out)["policies"]["namm"]["passkey"]["cache_fraction"] == 1.0
     ckpt = tmp_path / "namm"
     zero = NAMM.zeros()

@@ -108,6 +108,7 @@ def test_fraction_budget_follows_processed_tokens():
     mem.evict(torch.tensor([[[5, 6, 7, 8, 9]]]))
     assert mem.processed == 10
     assert Budget(0.3).tokens(mem.processed) == 3
+    assert Budget(101 / 308).tokens(308) == 101 and Budget(0.1).tokens(30) == 3  # no float overshoot
     assert kept(Recency(budget=0.3, n_sink=0), mem) == [[2, 3, 4]]
 
 

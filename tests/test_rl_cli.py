@@ -1,5 +1,5 @@
 """eval.rl: each protocol's result is written when it finishes; a rerun reuses it; bad arguments are
-one line and status 2 before anything loads."""
+one line and status 2 before anything loads; matched budgets episode by episode; one update schedule."""
 import json
 
 import pytest
@@ -12,11 +12,11 @@ SHORT = ["--env", "hopper", "--episodes", "1", "--batch", "1", "--max-steps", "4
 def test_a_failing_protocol_loses_none_of_the_earlier_ones(tmp_path, monkeypatch, one_thread):
     real, calls = rl.run_protocol, []
 
-    def failing_second(bundle, name, args):
+    def failing_second(bundle, name, args, *rest):
         calls.append(name)
         if name == "h2o":
             raise RuntimeError("simulated failure in one policy")
-        return real(bundle, name, args)
+        return real(bundle, name, args, *rest)
 
     monkeypatch.setattr(rl, "run_protocol", failing_second)
     argv = SHORT + ["--policies", "full,h2o", "--out-dir", str(tmp_path)]
@@ -26,7 +26,7 @@ def test_a_failing_protocol_loses_none_of_the_earlier_ones(tmp_path, monkeypatch
     assert set(results["protocols"]) == {"full"} and results["pending"] == ["h2o"]
     assert len(list((tmp_path / "policies").glob("full.*.json"))) == 1
 
-    monkeypatch.setattr(rl, "run_protocol", lambda b, n, a: (calls.append(n), real(b, n, a))[1])
+    monkeypatch.setattr(rl, "run_protocol", lambda b, n, a, *rest: (calls.append(n), real(b, n, a, *rest))[1])
     assert rl.main(argv) == 0
     assert calls == ["full", "h2o", "h2o"]  # full was not run again
     results = json.loads((tmp_path / "results.json").read_text())
@@ -44,6 +44,8 @@ def test_a_failing_protocol_loses_none_of_the_earlier_ones(tmp_path, monkeypatch
     (["--batch", "0"], "--batch: must be at least 1"),
     (["--n-up", "0"], "--n-up: must be at least 1"),
     (["--budget", "0"], "--budget: expected a fraction in (0, 1]"),
+    (["--budget", "matched", "--policies", "full,h2o"], "--budget matched needs the namm policy in --policies"),
+    (["--n-up", "256"], "--n-up: the NAMM checkpoint"),  # the shipped one sets 512
     (["--env", "pong"], "--env: unknown environment 'pong'"),
     (["--policies", "full,../../x"], "--policies: unknown name '../../x'"),
     (["--ckpt", "no/such"], "--ckpt no/such: not a usable NAMM checkpoint"),
@@ -55,3 +57,48 @@ def test_bad_arguments_are_one_line_before_anything_loads(tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_matched_budgets_are_the_namms_fraction_in_the_same_episode(tmp_path, window_namm, one_thread):
+    """30 steps are 89 tokens; on n_up 16 the NAMM keeps 11 at its last update (token 80). Each baseline
+    gets that fraction, 11/80, in the episode of the same seed, and ends with the NAMM's cache size
+    within one token; given the NAMM's final fraction (20/89) instead, it would keep 7 tokens more."""
+    ckpt = window_namm(window=10, n_up=16)
+    argv = ["--env", "hopper", "--episodes", "2", "--batch", "2", "--max-steps", "30", "--threads", "1",
+            "--policies", "h2o,namm,recency", "--budget", "matched", "--ckpt", str(ckpt), "--out-dir", str(tmp_path)]
+    assert rl.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["protocols"]) == ["namm", "h2o", "recency"]
+    assert results["budget"] == "matched" and results["budget_mode"].startswith("matched per episode")
+    namm = results["protocols"]["namm"]
+    assert namm["lengths"] == [30, 30]
+    assert namm["fractions_at_update"] == pytest.approx([11 / 80] * 2)
+    for baseline in ("h2o", "recency"):
+        row = results["protocols"][baseline]
+        assert row["budgets"] == namm["fractions_at_update"]
+        assert row["lengths"] == namm["lengths"]
+        for mine, theirs, length in zip(row["cache_fractions"], namm["cache_fractions"], row["lengths"]):
+            assert abs(mine - theirs) * (3 * length - 1) <= 1 + 1e-6
+    assert rl.main(argv) == 0  # a rerun reuses every protocol, the per-episode budgets included
+    assert json.loads((tmp_path / "results.json").read_text())["protocols"] == results["protocols"]
+
+
+def test_every_protocol_updates_on_one_schedule(tmp_path, monkeypatch, capsys, window_namm, one_thread):
+    seen, real = [], rl.attach
+
+    def recording_attach(model, policy, *args, **kwargs):
+        seen.append(policy)
+        return real(model, policy, *args, **kwargs)
+
+    monkeypatch.setattr(rl, "attach", recording_attach)
+    ckpt = window_namm(window=10, n_up=16)
+    assert rl.main(SHORT + ["--policies", "window,full,namm,h2o,l2,recency", "--ckpt", str(ckpt),
+                            "--out-dir", str(tmp_path / "a")]) == 0
+    assert [p.name for p in seen] == ["full", "namm", "h2o", "l2", "recency"]
+    assert len({id(p.schedule) for p in seen}) == 1 and (seen[0].n_up, seen[0].update_at_prompt_end) == (16, False)
+    out = capsys.readouterr().out
+    assert "every policy: update every 16 tokens, not at prompt end (set by the NAMM checkpoint's config.json)" in out
+    assert "baselines' budget: fixed: every baseline keeps 0.5 of the processed tokens" in out
+    assert rl.main(SHORT + ["--policies", "namm,h2o", "--ckpt", str(ckpt), "--n-up", "32",
+                            "--out-dir", str(tmp_path / "b")]) == 2
+    assert "--n-up: the NAMM checkpoint" in capsys.readouterr().err

@@ -38,3 +38,39 @@ def test_short_run_writes_table_and_results(tmp_path, capsys):
     assert results["policies"]["full"]["cache_fraction"] == 1.0
     assert results["policies"]["h2o"]["cache_fraction"] < 0.7
     assert (tmp_path / "accuracy_vs_cache.png").stat().st_size > 1000
+
+
+def test_matched_budgets_item_by_item_on_one_schedule(tmp_path, monkeypatch, capsys, window_namm):
+    """The NAMM keeps 21 tokens at every update (n_up 32 and at the prompt's end). Each baseline gets, item
+    by item, the NAMM's fraction after its last update and keeps as many tokens then, within one; every
+    policy built for the run (one per item for a matched baseline) shares one schedule object."""
+    import eval.video.__main__ as video
+
+    seen, real = [], video.attach
+
+    def recording_attach(model, policy, *args, **kwargs):
+        seen.append(policy)
+        return real(model, policy, *args, **kwargs)
+
+    monkeypatch.setattr(video, "attach", recording_attach)
+    before = torch.get_num_threads()
+    try:
+        assert video.main(["--policies", "h2o,namm,recency", "--budget", "matched", "--limit", "1", "--n-test", "4",
+                           "--ckpt", str(window_namm(window=20, n_up=32, at_prompt_end=True)), "--threads", "1",
+                           "--out-dir", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results["policies"]) == ["namm", "h2o", "recency"]
+    assert results["budget_mode"].startswith("matched per item")
+    namm = results["policies"]["namm"]["fractions_at_update"]
+    assert len(namm) == 4 and all(f < 0.5 for f in namm.values())
+    for baseline in ("h2o", "recency"):
+        summary = results["policies"][baseline]
+        assert summary["budgets"] == namm
+        for item, fraction in summary["fractions_at_update"].items():
+            assert abs(fraction - namm[item]) * (21 / namm[item]) <= 1 + 1e-6  # 21 / f: tokens at that update
+    assert len(seen) == 12 and len({id(p.schedule) for p in seen}) == 1
+    assert (seen[0].n_up, seen[0].update_at_prompt_end) == (32, True)
+    out = capsys.readouterr().out
+    assert "every policy: update every 32 tokens and at prompt end (set by the NAMM checkpoint's config.json)" in out

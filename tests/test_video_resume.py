@@ -29,7 +29,7 @@ def test_a_corrupt_video_counts_like_a_missing_one(tmp_path):
 def test_a_failing_policy_loses_none_of_the_earlier_ones(tmp_path, monkeypatch):
     calls = []
 
-    def evaluate(chat, items, name, args):
+    def evaluate(chat, items, name, args, *rest):
         calls.append(name)
         if name == "h2o" and len(calls) == 2:
             raise RuntimeError("simulated failure in one policy")
@@ -55,6 +55,8 @@ def test_a_failing_policy_loses_none_of_the_earlier_ones(tmp_path, monkeypatch):
     (["--frames", "0"], "--frames: must be at least 1"),
     (["--n-up", "0"], "--n-up: must be at least 1"),
     (["--budget", "2"], "--budget: expected a fraction in (0, 1]"),
+    (["--budget", "matched", "--policies", "full,h2o"], "--budget matched needs the namm policy in --policies"),
+    (["--n-up", "256"], "--n-up: the NAMM checkpoint"),  # the shipped one sets 512
     (["--policies", "../x"], "--policies: unknown name '../x'"),
     (["--ckpt", "no/such"], "--ckpt no/such: not a usable NAMM checkpoint"),
     (["--benchmark", "mlvu"], "--benchmark mlvu needs --data-dir"),

@@ -96,3 +96,18 @@ class MemoryCache(DynamicCache):
         mems = self.memories() if self.managed is None else [self.layers[i].mem for i in self.managed]
         mems = [m for m in mems if m.n_seen]
         return sum(len(m) / m.n_seen for m in mems) / len(mems) if mems else 1.0
+
+    def fraction_at_update(self) -> float:
+        """Mean over layers of kept / processed tokens right after the last update, leaving out the tokens
+        added since (1.0 where no update happened): the fraction a budget policy on the same schedule takes
+        as its budget to hold as many tokens as this cache, within one."""
+        fractions = []
+        for m in self.memories():
+            processed = m.n_seen - m.since_update
+            if m.n_seen:
+                fractions.append((len(m) - m.since_update) / processed if processed else 1.0)
+        return sum(fractions) / len(fractions) if fractions else 1.0
+
+    def processed_tokens(self) -> int:
+        """Tokens the cache has taken in, kept or evicted (the size a full cache would have)."""
+        return max((m.n_seen for m in self.memories()), default=0)

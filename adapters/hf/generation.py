@@ -22,6 +22,8 @@ class Generation:
     decode_seconds: float = 0.0  # every forward after the prompt
     observe_seconds: float = 0.0  # inside the above: attention probabilities + policy.observe
     update_seconds: float = 0.0  # inside the above: policy.select + eviction
+    fraction_at_update: float = 1.0  # kept / processed right after the last update, mean over layers
+    processed_tokens: int = 0  # prompt and fed tokens, kept or evicted
 
 
 @torch.no_grad()
@@ -57,7 +59,7 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     return Generation(rows, cache.fraction(), cache.kept_tokens(), kept_logits,
                       sum(fractions) / len(fractions) if fractions else cache.fraction(),
                       prefilled - started, finished_at - prefilled, session.observe_seconds,
-                      session.update_seconds)
+                      session.update_seconds, cache.fraction_at_update(), cache.processed_tokens())
 
 
 def decode(model, cache, logits: torch.Tensor, n_prompt: int, max_new_tokens: int, eos: set[int],

@@ -1,5 +1,5 @@
 """Memory policies behind one interface: NAMM and the baselines it is compared to."""
-from core.policies.base import Budget, BudgetPolicy, MemoryPolicy
+from core.policies.base import Budget, BudgetPolicy, MemoryPolicy, Schedule
 from core.policies.full import FullCache
 from core.policies.h2o import H2O
 from core.policies.l2 import L2Norm
@@ -10,12 +10,18 @@ from core.policies.tova import TOVA, TOVAPerHead
 
 BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, TOVAPerHead, SnapKV, RandomEviction)}
 
-__all__ = ["Budget", "BudgetPolicy", "MemoryPolicy", "FullCache", "H2O", "L2Norm", "RandomEviction",
+__all__ = ["Budget", "BudgetPolicy", "MemoryPolicy", "Schedule", "FullCache", "H2O", "L2Norm", "RandomEviction",
            "Recency", "SnapKV", "TOVA", "TOVAPerHead", "BASELINES", "make_policy"]
 
 
-def make_policy(name: str, budget=None, ckpt: str | None = None, **kwargs) -> MemoryPolicy:
-    """Build a policy by name: "full", "namm" (needs `ckpt`, or "zeros"), or a baseline with `budget`."""
+def make_policy(name: str, budget=None, ckpt: str | None = None, schedule: Schedule | None = None,
+                **kwargs) -> MemoryPolicy:
+    """Build a policy by name: "full", "namm" (needs `ckpt`, or "zeros"), or a baseline with `budget`.
+
+    `schedule`, when given, is the one object every policy of a comparison updates on (a NAMM refuses one
+    that contradicts what its checkpoint's config.json sets)."""
+    if schedule is not None:
+        kwargs["schedule"] = schedule
     if name == "full":
         return FullCache(**kwargs)
     if name == "namm":
@@ -23,7 +29,10 @@ def make_policy(name: str, budget=None, ckpt: str | None = None, **kwargs) -> Me
 
         if ckpt is None:
             raise ValueError("policy 'namm' needs a checkpoint folder (or 'zeros' for the all-zero NAMM)")
-        return NAMM.zeros() if ckpt == "zeros" else NAMM.from_pretrained(ckpt)
+        namm = NAMM.zeros() if ckpt == "zeros" else NAMM.from_pretrained(ckpt)
+        if schedule is not None:
+            namm.use_schedule(schedule)
+        return namm
     if name not in BASELINES:
         raise ValueError(f"unknown policy {name!r}; choose from full, namm, {', '.join(BASELINES)}")
     return BASELINES[name](budget if budget is not None else 0.5, **kwargs)

@@ -4,15 +4,35 @@ A policy sees one layer's `LayerMemory` at a time. If `observes` is true, the ad
 the attention probabilities of each processed block of queries over the observed tokens,
 GQA-averaged to KV heads (`observe`). Every `n_up` processed tokens (and, with
 `update_at_prompt_end`, when a prompt ends) the adapter calls `select`, which returns the per-head
-indices to keep (ascending, same count for every head) or None to keep everything.
+indices to keep (ascending, same count for every head) or None to keep everything. Both come from the
+policy's `Schedule`; policies compared with each other share one.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from core.memory import LayerMemory
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a policy updates (and may evict): every `n_up` processed tokens and, with `at_prompt_end`,
+    also when a prompt ends."""
+
+    n_up: int = 512
+    at_prompt_end: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_up, bool) or int(self.n_up) != self.n_up or self.n_up < 1:
+            raise ValueError(f"n_up must be a positive number of tokens, got {self.n_up}")
+        object.__setattr__(self, "n_up", int(self.n_up))
+        object.__setattr__(self, "at_prompt_end", bool(self.at_prompt_end))
+
+    def describe(self) -> str:
+        return f"update every {self.n_up} tokens" + (" and at prompt end" if self.at_prompt_end else ", not at prompt end")
 
 
 class MemoryPolicy:
@@ -20,11 +40,23 @@ class MemoryPolicy:
     observes = False  # needs attention rows
     evicts = True  # False only for the full cache, which lets the adapter skip all bookkeeping
 
-    def __init__(self, n_up: int = 512, update_at_prompt_end: bool = False) -> None:
-        if int(n_up) < 1:
-            raise ValueError(f"n_up must be a positive number of tokens, got {n_up}")
-        self.n_up = int(n_up)
-        self.update_at_prompt_end = bool(update_at_prompt_end)
+    def __init__(self, n_up: int | None = None, update_at_prompt_end: bool | None = None,
+                 schedule: Schedule | None = None) -> None:
+        """Either `schedule` (shared with the policies this one is compared to) or n_up and
+        update_at_prompt_end (default 512 and False)."""
+        if schedule is None:
+            schedule = Schedule(512 if n_up is None else n_up, bool(update_at_prompt_end))
+        elif n_up is not None or update_at_prompt_end is not None:
+            raise ValueError("give a policy either a schedule or n_up / update_at_prompt_end, not both")
+        self.schedule = schedule
+
+    @property
+    def n_up(self) -> int:
+        return self.schedule.n_up
+
+    @property
+    def update_at_prompt_end(self) -> bool:
+        return self.schedule.at_prompt_end
 
     def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
         """`probs` [B, H_kv, rows, V]: attention of a block of queries over the first V of the P observed
@@ -68,7 +100,8 @@ class Budget:
 
     def tokens(self, processed: int) -> int:
         if self.is_fraction:
-            return max(1, math.ceil(self.value * processed))
+            # rounded first: 101 / 308 * 308 is 101.00000000000001, which must not become 102 tokens
+            return max(1, math.ceil(round(self.value * processed, 9)))
         return self.value
 
     def check_capacity(self, max_tokens: int | None) -> None:
@@ -83,8 +116,9 @@ class Budget:
 class BudgetPolicy(MemoryPolicy):
     """A baseline that scores tokens and keeps the best `budget` of them per head."""
 
-    def __init__(self, budget=0.5, n_up: int = 512, update_at_prompt_end: bool = False) -> None:
-        super().__init__(n_up, update_at_prompt_end)
+    def __init__(self, budget=0.5, n_up: int | None = None, update_at_prompt_end: bool | None = None,
+                 schedule: Schedule | None = None) -> None:
+        super().__init__(n_up, update_at_prompt_end, schedule)
         self.budget = Budget(budget)
 
     def scores(self, mem: LayerMemory) -> torch.Tensor:

@@ -60,13 +60,13 @@ def fraction(option: str, text) -> float:
     return value
 
 
-def namm_checkpoint(option: str, ckpt) -> None:
-    """The folder loads as a NAMM whose config and weights agree (sizes included)."""
+def namm_checkpoint(option: str, ckpt):
+    """The NAMM in the folder, refused unless its config and weights agree (sizes included)."""
     if ckpt is None:
-        return
+        return None
     from core.namm import NAMM
     try:
-        NAMM.from_pretrained(ckpt)
+        return NAMM.from_pretrained(ckpt)
     except (OSError, ValueError, KeyError, TypeError) as err:  # UserError included
         raise UserError(f"{option} {ckpt}: not a usable NAMM checkpoint: {err}") from None
 
@@ -74,21 +74,15 @@ def namm_checkpoint(option: str, ckpt) -> None:
 PROTOCOLS = ("whole-prompt", "query-agnostic")
 
 
-def validate_run_args(args) -> None:
+def validate_run_args(args) -> list[str]:
+    """Every argument but the policies' own (eval.policy_setup checks those); returns the policy names."""
     if args.benchmark not in BENCHMARKS:
         raise UserError(f"--benchmark: unknown {args.benchmark!r}; choose from {', '.join(BENCHMARKS)}")
     name_list("--tasks", args.tasks, known_tasks(args.benchmark))
     policies = name_list("--policies", args.policies, policy_names())
-    if str(args.budget) == "matched":
-        if "namm" not in policies:
-            raise UserError("--budget matched needs the namm policy in --policies")
-    else:
-        fraction("--budget", args.budget)
-    namm_checkpoint("--ckpt", args.ckpt)
     at_least("--n", args.n, 1)
     at_least("--length", args.length, 64)
     at_least("--max-length", args.max_length, 1)
-    at_least("--n-up", args.n_up, 1)
     at_least("--threads", args.threads, 1)
     at_least("--seed", args.seed, 0)
     protocol = getattr(args, "protocol", "whole-prompt")
@@ -102,6 +96,7 @@ def validate_run_args(args) -> None:
             raise UserError(f"--benchmark {args.benchmark} needs --data-dir with the official files")
         if not Path(args.data_dir).is_dir():
             raise UserError(f"--data-dir {args.data_dir}: folder not found")
+    return policies
 
 
 def context_length(model) -> int | None:

@@ -3,9 +3,9 @@
 Every row of OUT/preds/<policy>/<task>.jsonl carries "settings": the model (for a local folder also its
 config files' hash and its weight files' sizes and times), the benchmark and its
 prompt settings (builtin: length and seed; official benchmarks: the data folder and --max-length), the
-policy and what changes its output (the NAMM checkpoint's content hash; a baseline's budget, n_up and
-whether it also evicts at the prompt's end). A row is reused only when its settings equal the current
-run's; other rows stay in the file untouched (so two settings can share an --out-dir) and are ignored.
+policy and what changes its output (the NAMM checkpoint's content hash; a baseline's budget; the run's
+update schedule: n_up and whether policies also update at the prompt's end). A row is reused only when its
+settings equal the current run's; other rows stay in the file untouched (so two settings can share an --out-dir) and are ignored.
 Rows written before settings were recorded are recomputed.
 
 `read_predictions` also repairs the file a kill can leave: a last line without its newline (a torn
@@ -34,8 +34,9 @@ def checkpoint_sha256(ckpt: str | None) -> str:
     return digest.hexdigest()
 
 
-def prediction_settings(args, policy: str, budget, ckpt_sha256: str) -> dict:
-    """Everything that changes one prediction of `policy` in this run (the task and item are in the id)."""
+def prediction_settings(args, policy: str, budget, ckpt_sha256: str | None, schedule) -> dict:
+    """Everything that changes one prediction of `policy` in this run (the task and item are in the id);
+    `schedule` is the run's `Schedule`."""
     from eval.policy_results import model_identity
 
     settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": policy}
@@ -45,15 +46,18 @@ def prediction_settings(args, policy: str, budget, ckpt_sha256: str) -> dict:
         settings.update(data_dir=str(Path(args.data_dir).resolve()), max_length=args.max_length)
     if getattr(args, "protocol", "whole-prompt") != "whole-prompt":
         settings["protocol"] = args.protocol
-    if policy == "namm":  # its n_up and schedule are in the checkpoint's config.json
+    if policy != "full":
+        settings.update(n_up=schedule.n_up, update_at_prompt_end=schedule.at_prompt_end)
+    if policy == "namm":
         settings["ckpt_sha256"] = ckpt_sha256
     elif policy != "full":
-        settings.update(budget=float(budget), n_up=args.n_up, update_at_prompt_end=not args.no_prompt_end)
+        settings["budget"] = float(budget)
     return json.loads(json.dumps(settings))  # as it reads back from the file
 
 
-def read_predictions(path: Path, settings: dict | None = None) -> dict[str, dict]:
-    """Rows of a predictions file by id, keeping only those made with `settings` (all when None).
+def read_predictions(path: Path, settings=None) -> dict[str, dict]:
+    """Rows of a predictions file by id, keeping only those made with `settings` (all when None); `settings`
+    may also be a function of the row's id (settings that differ by item, such as matched budgets).
 
     A torn last line is truncated away; any other bad line names the file and the line."""
     path = Path(path)
@@ -86,6 +90,7 @@ def read_predictions(path: Path, settings: dict | None = None) -> dict[str, dict
         for field in ("id", "prediction", "cache_fraction", "seconds"):
             if field not in row:
                 raise DataError(f"{path}:{number}: missing field '{field}'")
-        if settings is None or row.get("settings") == settings:
+        wanted = settings(row["id"]) if callable(settings) else settings
+        if settings is None or (wanted is not None and row.get("settings") == wanted):
             done[row["id"]] = row
     return done

@@ -2,8 +2,10 @@
 JSON and a plot of score against cache fraction.
 
 Predictions go to OUT/preds/<policy>/<task>.jsonl one line per item as it finishes, so a killed
-run continues where it stopped. With `--budget matched` the baselines get, per task, the mean
-cache fraction the NAMM reached on the same items (as the paper compares).
+run continues where it stopped. With `--budget matched` the NAMM runs first and each baseline gets, on
+every item, the cache fraction the NAMM kept on that item right after its last update, so that on the
+same schedule it ends with as many tokens as the NAMM, within one. Every policy updates on one schedule
+(see eval.policy_setup).
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from tqdm import tqdm
 
 from adapters.hf import greedy_generate
 from adapters.loading import load_model
-from core.policies import make_policy
+from core.policies import Schedule
+from eval import policy_setup
 from eval.lm import builtin_tasks, checks
 from eval.lm.bootstrap import normalised_interval
 from eval.plots import score_vs_cache
@@ -94,16 +97,12 @@ def question_token(tokenizer, item: EvalItem) -> int:
     return next(i for i, (start, _) in enumerate(offsets) if start >= item.question_char)
 
 
-def policy_for(name, budget, ckpt, n_up, prompt_end):
-    if name == "namm":
-        return make_policy("namm", ckpt=ckpt or "zeros")
-    if name == "full":
-        return make_policy("full")
-    return make_policy(name, budget=budget, n_up=n_up, update_at_prompt_end=prompt_end)
+DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=True)  # where no NAMM checkpoint or option sets it
 
 
 def run_policies(args) -> dict:
-    checks.validate_run_args(args)  # every argument, before the model loads
+    policies = checks.validate_run_args(args)  # every argument, before the model loads
+    setup = policy_setup.resolve(args, policies, DEFAULT_SCHEDULE)
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model)
     tasks = args.tasks.split(",")
@@ -114,61 +113,71 @@ def run_policies(args) -> dict:
             raise SystemExit(f"--benchmark {args.benchmark} needs --data-dir with the official files")
         taskset = benchmark_taskset(args.benchmark, Path(args.data_dir), tasks, tokenizer, args.max_length, args.n)
     checks.check_prompt_lengths(taskset.items, tokenizer, model, args.benchmark)
-    policies = args.policies.split(",")
-    matched = str(args.budget) == "matched"
-    if matched and "namm" not in policies:
-        raise SystemExit("--budget matched needs the namm policy in --policies")
-    if matched:  # the NAMM first: its cache fractions set the baselines' budgets
-        policies = ["namm"] + [p for p in policies if p != "namm"]
     out = Path(args.out_dir)
     query_agnostic = args.protocol == "query-agnostic"
-    results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, "budget": str(args.budget),
+    results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, **setup.as_json(),
                      "protocol": args.protocol,
-                     "ckpt": args.ckpt, "policies": {}}
-    ckpt_sha256 = results["ckpt_sha256"] = checkpoint_sha256(args.ckpt)
-    progress = tqdm(total=len(policies) * len(taskset.items), desc="eval.lm", unit="item")
-    for name in policies:
+                     "policies": {}}
+    if args.benchmark == "builtin":
+        results.update(length=args.length, seed=args.seed)
+    ckpt_sha256 = results["ckpt_sha256"] = checkpoint_sha256(setup.ckpt) if "namm" in setup.names else None
+    namm_rows: dict[str, dict] = {}  # item id -> the NAMM's row: its fractions set matched budgets
+    progress = tqdm(total=len(setup.names) * len(taskset.items), desc="eval.lm", unit="item")
+    for name in setup.names:
         per_task = {}
         for task in tasks:
             task_items = [it for it in taskset.items if it.task == task]
-            budget = args.budget
-            if matched and name not in ("namm", "full"):
-                budget = max(1e-3, min(1.0, results["policies"]["namm"][task]["cache_fraction"]))
-            elif not matched:
-                budget = float(budget)
+            budgets = {it.id: item_budget(setup, name, namm_rows.get(it.id)) for it in task_items}
+            settings = {it.id: prediction_settings(args, name, budgets[it.id], ckpt_sha256, setup.schedule)
+                        for it in task_items}
             path = out / "preds" / name / f"{task}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            settings = prediction_settings(args, name, budget, ckpt_sha256)
-            done = read_predictions(path, settings)
+            done = read_predictions(path, settings.get)
             with path.open("a") as sink:
                 for item in task_items:
                     if item.id not in done:
                         ids = tokenizer(item.text, return_tensors="pt").input_ids
                         context_end = question_token(tokenizer, item) if query_agnostic else None
-                        policy = policy_for(name, budget, args.ckpt, args.n_up, not args.no_prompt_end)
+                        policy = setup.build(name, budgets[item.id])
                         started = time.perf_counter()
                         gen = greedy_generate(model, ids, policy, max_new_tokens=item.max_new_tokens,
                                               eos_token_id=tokenizer.eos_token_id, context_end=context_end)
                         row = {"id": item.id, "prediction": tokenizer.decode(gen.tokens[0], skip_special_tokens=True),
-                               "cache_fraction": gen.cache_fraction, "prompt_tokens": ids.shape[1],
-                               "seconds": time.perf_counter() - started, "settings": settings}
+                               "cache_fraction": gen.cache_fraction, "fraction_at_update": gen.fraction_at_update,
+                               "prompt_tokens": ids.shape[1], "processed_tokens": gen.processed_tokens,
+                               "seconds": time.perf_counter() - started, "settings": settings[item.id]}
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                         sink.flush()
                         done[item.id] = row
                     progress.update()
             rows = [done[it.id] for it in task_items]
+            if name == "namm":
+                namm_rows.update((it.id, r) for it, r in zip(task_items, rows))
+            given = [budgets[it.id] for it in task_items if budgets[it.id] is not None]
             per_task[task] = {
                 "score": taskset.score(task, task_items, [r["prediction"] for r in rows]),
                 "item_scores": [taskset.score(task, [it], [r["prediction"]]) for it, r in zip(task_items, rows)],
                 "cache_fraction": sum(r["cache_fraction"] for r in rows) / len(rows),
                 "seconds_per_item": sum(r["seconds"] for r in rows) / len(rows),
                 "n": len(rows),
-                "budget": budget if name not in ("namm", "full") else None,
+                "budget": sum(given) / len(given) if given else None,
             }
+            if setup.matched and given:
+                per_task[task]["budgets"] = given
         results["policies"][name] = per_task
     progress.close()
     add_normalised(results, taskset.chance)
     return results
+
+
+def item_budget(setup, name: str, namm_row: dict | None) -> float | None:
+    """The budget a policy gets on one item: None for the NAMM and the full cache, else the run's fixed
+    budget, or (matched) the NAMM's fraction right after its last update on this item."""
+    if name in ("namm", "full"):
+        return None
+    if not setup.matched:
+        return setup.budget
+    return policy_setup.matched_budget(namm_row["fraction_at_update"])
 
 
 def _mean_ratio(per_task: dict, full: dict | None, tasks) -> float | None:
@@ -211,18 +220,26 @@ def add_normalised(results: dict, chance: dict[str, float] | None = None) -> Non
 def format_table(results: dict) -> str:
     tasks = results["tasks"]
     head = (f"{'policy':<10}" + "".join(f"{t[:18]:>20}" for t in tasks)
-            + f"{'mean':>9}{'norm.':>8}{'95% interval':>16}{'cache':>7}")
+            + f"{'mean':>9}{'norm.':>8}{'95% interval':>16}{'cache':>7}{'budget':>8}")
+    lines = [f"{'':<10}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
     protocol = {"query-agnostic": "query-agnostic: the context compressed when it ends, the question appended "
                                   "uncompressed",
                 "whole-prompt": "whole prompt compressed, question included"}[results.get("protocol", "whole-prompt")]
-    lines = [f"protocol: {protocol}", head, f"{'':<10}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
+    if "schedule" in results:
+        lines = [results["schedule"]["description"], f"baselines' budget: {results['budget_mode']}",
+                 f"protocol: {protocol}", head] + lines
+    else:
+        lines = [f"protocol: {protocol}", head] + lines
     for name, per_task in results["policies"].items():
         s = results["summary"][name]
         cells = "".join(f"{per_task[t]['score']:>13.1f} / {per_task[t]['cache_fraction']:.2f}" for t in tasks)
         norm = f"{s['normalised_score']:.3f}" if s["normalised_score"] is not None else "n/a"
         ci = s.get("normalised_ci95")
         interval = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a"
-        lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}")
+        budgets = [per_task[t]["budget"] for t in tasks if per_task[t].get("budget") is not None]
+        budget = f"{sum(budgets) / len(budgets):.2f}" if budgets else "-"
+        lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}"
+                     f"{budget:>8}")
     for task, v in results.get("tasks_at_chance", {}).items():
         lines.append(f"\n{task}: the full cache scores {v['full']:.1f}, not above chance ({v['chance']:.1f}); "
                      "its score ratios are noise.")
@@ -248,11 +265,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", default=None, help="folder with the benchmark's official files")
     parser.add_argument("--tasks", default="passkey,kv_retrieval")
     parser.add_argument("--policies", default="full,namm,h2o,l2")
-    parser.add_argument("--ckpt", default=None, help="NAMM checkpoint folder (default: the all-zero NAMM)")
-    parser.add_argument("--budget", default="0.5", help="baselines' budget: a fraction, or 'matched'")
-    parser.add_argument("--n-up", type=int, default=512, help="baselines' update interval in tokens")
-    parser.add_argument("--no-prompt-end", action="store_true",
-                        help="baselines evict only every n_up tokens, not also at the end of the prompt")
+    policy_setup.add_arguments(parser, DEFAULT_SCHEDULE)
     parser.add_argument("--protocol", default="whole-prompt", choices=("whole-prompt", "query-agnostic"),
                         help="whole-prompt: every policy compresses the whole prompt, question included; "
                              "query-agnostic (as kvpress evaluates): the context is compressed when it ends, "

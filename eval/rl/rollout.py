@@ -87,6 +87,16 @@ class RolloutResult:
                 "steps_per_second": round(self.steps_per_second, 1), **self.extra}
 
 
+def concatenate(results: list[RolloutResult]) -> RolloutResult:
+    """Runs of consecutive seeds (e.g. one episode each) as one result."""
+    first = results[0]
+    return RolloutResult(env=first.env, returns=np.concatenate([r.returns for r in results]),
+                         lengths=np.concatenate([r.lengths for r in results]),
+                         scores=np.concatenate([r.scores for r in results]),
+                         seeds=[s for r in results for s in r.seeds], env_steps=sum(r.env_steps for r in results),
+                         seconds=sum(r.seconds for r in results), extra=first.extra)
+
+
 def run_batch(bundle: DTBundle, env_name: str, seeds: list[int], act_fn=window_action,
               target_return: float | None = None, max_steps: int = MAX_EPISODE_STEPS):
     """One episode in each of len(seeds) environments, stepped in lockstep.

@@ -10,6 +10,11 @@ question category to the results JSON). Every table carries the mean cache fract
 and a plot of accuracy against cache fraction are written. The default model is the small one
 shipped in checkpoints/llava-video-tiny (see zoo/video); `--model` also takes a Hugging Face
 LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
+
+Every policy updates on one schedule (the NAMM checkpoint's where its config.json sets it; see
+eval.policy_setup): with n_up 512 and no update at the prompt's end, a prompt shorter than 512 tokens is
+never evicted by any policy. With `--budget matched` the NAMM runs first and each baseline gets, on every
+item, the NAMM's cache fraction on that item right after its last update.
 """
 from __future__ import annotations
 
@@ -23,10 +28,11 @@ from tqdm import tqdm
 
 from adapters.hf import attach
 from adapters.loading import DTYPES
-from core.policies import make_policy
+from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, cli_main
-from eval.lm.checks import at_least, fraction, name_list, namm_checkpoint, policy_names
+from eval import policy_setup
+from eval.lm.checks import at_least, name_list, policy_names
 from eval.lm.resume_key import checkpoint_sha256
 from eval.policy_results import PolicyResults, model_identity
 from eval.video import longvideobench as lvb
@@ -37,6 +43,7 @@ from eval.video.frames import DecodeStats
 
 REPO = Path(__file__).resolve().parents[2]
 BUILTIN = REPO / ".cache" / "video_builtin-eval"
+DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=True)  # where no NAMM checkpoint or option sets it
 
 
 def builtin_split(n_test: int) -> Path:
@@ -57,53 +64,69 @@ def first_per_task(items, limit: int):
     return kept
 
 
-def build_policy(name: str, args):
-    if name == "full":
-        return make_policy("full")
-    if name == "namm":
-        policy = make_policy("namm", ckpt=args.ckpt or "zeros")
-        if args.n_up:
-            policy.n_up = args.n_up
-        policy.update_at_prompt_end = policy.update_at_prompt_end or args.prompt_end
-        return policy
-    return make_policy(name, budget=args.budget, n_up=args.n_up or 512, update_at_prompt_end=args.prompt_end)
+def item_budgets(setup, name: str, results: dict) -> dict[str, float] | None:
+    """Matched: each item's budget, the NAMM's fraction right after its last update on that item."""
+    if not setup.matched or name in ("full", "namm"):
+        return None
+    return {item: policy_setup.matched_budget(f) for item, f in results["namm"]["fractions_at_update"].items()}
 
 
-def evaluate_policy(chat, items, name, args):
-    fractions = []
-    policy = build_policy(name, args)
+def evaluate_policy(chat, items, name, args, setup, budgets=None):
+    """One policy on every item. `budgets` (matched): a baseline's budget per item id; else the run's."""
+    fractions, at_update = {}, {}
+    policy = setup.build(name) if budgets is None else None
     stats = DecodeStats()
 
-    def answer(frames, prompt):
-        with attach(chat.model, policy) as session:
+    def answer(frames, prompt, item):
+        if budgets is not None and item.id not in budgets:
+            raise UserError(f"--budget matched: the NAMM has no cache fraction for item {item.id} (its video was "
+                            "missing then); rerun the namm policy")
+        with attach(chat.model, policy or setup.build(name, budgets[item.id])) as session:
             text = chat.reply(frames, prompt, args.max_new_tokens)
-            fractions.append(session.cache.fraction() if session.cache is not None else 1.0)
+            fractions[item.id] = session.cache.fraction() if session.cache is not None else 1.0
+            at_update[item.id] = session.cache.fraction_at_update() if session.cache is not None else 1.0
         return text
 
     started = time.perf_counter()
     log = lambda m: tqdm.write(m)  # noqa: E731
     if args.benchmark == "longvideobench":
-        rows = run_lvb(items, lambda frames, parts, item: answer(frames, chat.lvb_prompt(parts)), args.frames,
+        rows = run_lvb(items, lambda frames, parts, item: answer(frames, chat.lvb_prompt(parts), item), args.frames,
                        args.subtitles, args.seed, stats, log=log)
         summary = lvb.summarize(rows)
     else:
-        rows = run_mlvu(items, lambda frames, item: answer(frames, chat.mlvu_prompt(item)), args.frames, stats, log=log)
+        rows = run_mlvu(items, lambda frames, item: answer(frames, chat.mlvu_prompt(item), item), args.frames, stats,
+                        log=log)
         summary = mlvu.summarize(rows)
-    summary.update(cache_fraction=sum(fractions) / len(fractions) if fractions else None,
+    summary.update(cache_fraction=sum(fractions.values()) / len(fractions) if fractions else None,
                    seconds_per_item=(time.perf_counter() - started) / max(1, len(items)),
-                   decode_frames_per_second=round(stats.frames_per_second, 1))
+                   decode_frames_per_second=round(stats.frames_per_second, 1),
+                   cache_fractions=fractions, fractions_at_update=at_update)
+    if budgets is not None:
+        given = [budgets[i] for i in fractions]
+        summary.update(budget=sum(given) / len(given) if given else None, budgets={i: budgets[i] for i in fractions})
+    elif name not in ("full", "namm"):
+        summary["budget"] = setup.budget
     return summary
+
+
+def _header(results: dict) -> list[str]:
+    return [results["schedule"]["description"], f"baselines' budget: {results['budget_mode']}"]
+
+
+def _budget(summary: dict) -> str:
+    return f"{summary['budget']:.2f}" if summary.get("budget") is not None else "-"
 
 
 def format_lvb_table(results: dict) -> str:
     groups = sorted({g for s in results["policies"].values() for g in s["by_duration_group"]}, key=_group_order)
-    lines = [f"{'policy':<10}" + "".join(f"{'dur ' + g:>12}" for g in groups) + f"{'overall':>9}{'missing':>9}{'cache':>7}"
-             f"{'s/item':>8}{'decode fps':>12}"]
+    lines = _header(results) + [
+        f"{'policy':<10}" + "".join(f"{'dur ' + g:>12}" for g in groups) + f"{'overall':>9}{'missing':>9}{'cache':>7}"
+        f"{'budget':>8}{'s/item':>8}{'decode fps':>12}"]
     for name, s in results["policies"].items():
         cells = "".join(f"{100 * s['by_duration_group'][g]['acc']:>12.1f}" if g in s["by_duration_group"] else f"{'-':>12}"
                         for g in groups)
         lines.append(f"{name:<10}{cells}{100 * s['acc']:>9.1f}{s['num_missing']:>9}{s['cache_fraction']:>7.2f}"
-                     f"{s['seconds_per_item']:>8.2f}{s['decode_frames_per_second']:>12.0f}")
+                     f"{_budget(s):>8}{s['seconds_per_item']:>8.2f}{s['decode_frames_per_second']:>12.0f}")
     lines.append(f"{'chance':<10}" + " " * 12 * len(groups) + f"{100 * results['chance']['overall']:>9.1f}")
     return "\n".join(lines)
 
@@ -116,11 +139,11 @@ def format_table(results: dict) -> str:
     if results["benchmark"] == "longvideobench":
         return format_lvb_table(results)
     tasks = sorted({t for s in results["policies"].values() for t in s["per_task"]})
-    lines = [f"{'policy':<10}" + "".join(f"{t[:14]:>16}" for t in tasks) + f"{'M-Avg':>8}{'cache':>7}{'s/item':>8}"
-             f"{'decode fps':>12}"]
+    lines = _header(results) + [f"{'policy':<10}" + "".join(f"{t[:14]:>16}" for t in tasks) + f"{'M-Avg':>8}{'cache':>7}"
+                                f"{'budget':>8}{'s/item':>8}{'decode fps':>12}"]
     for name, s in results["policies"].items():
         cells = "".join(f"{100 * s['per_task'][t]['acc']:>16.1f}" for t in tasks)
-        lines.append(f"{name:<10}{cells}{100 * s['m_avg']:>8.1f}{s['cache_fraction']:>7.2f}"
+        lines.append(f"{name:<10}{cells}{100 * s['m_avg']:>8.1f}{s['cache_fraction']:>7.2f}{_budget(s):>8}"
                      f"{s['seconds_per_item']:>8.2f}{s['decode_frames_per_second']:>12.0f}")
     chance = results.get("chance", {})
     lines.append(f"{'chance':<10}" + "".join(f"{100 * chance.get(t, 0):>16.1f}" for t in tasks))
@@ -134,25 +157,23 @@ def plot(results: dict, path: Path) -> None:
                    f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path)
 
 
-def validate_args(args) -> list[str]:
-    """Every argument, before data or model load; returns the policy names."""
+def validate_args(args) -> policy_setup.PolicySetup:
+    """Every argument, before data or model load; returns the policies' setup."""
     names = name_list("--policies", args.policies, policy_names())
-    fraction("--budget", args.budget)
     for option, value in (("--frames", args.frames), ("--limit", args.limit), ("--n-test", args.n_test),
-                          ("--max-new-tokens", args.max_new_tokens), ("--threads", args.threads),
-                          ("--n-up", args.n_up)):
+                          ("--max-new-tokens", args.max_new_tokens), ("--threads", args.threads)):
         at_least(option, value, 1)  # --limit 0 used to mean "no limit": omit it for that
     at_least("--seed", args.seed, 0)
-    namm_checkpoint("--ckpt", args.ckpt)
+    setup = policy_setup.resolve(args, names, DEFAULT_SCHEDULE)
     if args.benchmark != "builtin":
         if not args.data_dir:
             raise UserError(f"--benchmark {args.benchmark} needs --data-dir with the benchmark's files")
         if not Path(args.data_dir).is_dir():
             raise UserError(f"--data-dir {args.data_dir}: folder not found")
-    return names
+    return setup
 
 
-def policy_settings(args, name: str, ckpt_sha256: str) -> dict:
+def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=None) -> dict:
     """Everything that changes one policy's result."""
     settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": name, "frames": args.frames,
                 "limit": args.limit, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype,
@@ -162,10 +183,14 @@ def policy_settings(args, name: str, ckpt_sha256: str) -> dict:
     else:
         settings.update(data_dir=str(Path(args.data_dir).resolve()), annotation=args.annotation,
                         subtitles=args.subtitles)
+    if name != "full":
+        settings.update(n_up=schedule.n_up, prompt_end=schedule.at_prompt_end)
     if name == "namm":
-        settings.update(ckpt_sha256=ckpt_sha256, n_up=args.n_up, prompt_end=args.prompt_end)
+        settings["ckpt_sha256"] = ckpt_sha256
+    elif budgets is not None:
+        settings["budgets"] = budgets
     elif name != "full":
-        settings.update(budget=args.budget, n_up=args.n_up or 512, prompt_end=args.prompt_end)
+        settings["budget"] = float(args.budget)
     return settings
 
 
@@ -177,7 +202,6 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.video", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", default=None, help="NAMM checkpoint folder (default: the all-zero NAMM)")
     parser.add_argument("--benchmark", default="builtin", choices=["builtin", "mlvu", "longvideobench"])
     parser.add_argument("--data-dir", default=None,
                         help="MLVU folder (json/ and video/) or LongVideoBench folder (lvb_val.json, videos/, subtitles/)")
@@ -190,18 +214,15 @@ def _main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="LongVideoBench: random choice for unparsable replies")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--policies", default="full,namm,h2o,l2")
-    parser.add_argument("--budget", type=float, default=0.5, help="baselines' cache budget (fraction)")
-    parser.add_argument("--n-up", type=int, default=None,
-                        help="update interval for every policy (default: 512 for baselines, the checkpoint's for NAMM)")
-    parser.add_argument("--no-prompt-end", dest="prompt_end", action="store_false",
-                        help="do not also update when the prompt ends (video prompts are often shorter than n_up)")
+    policy_setup.add_arguments(parser, DEFAULT_SCHEDULE)
     parser.add_argument("--limit", type=int, default=None, help="at most this many items per task (MLVU, builtin) or in all (LongVideoBench)")
     parser.add_argument("--n-test", type=int, default=100, help="videos generated for the builtin benchmark")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/video")
     args = parser.parse_args(argv)
-    names = validate_args(args)
+    setup = validate_args(args)
+    names = setup.names
     torch.set_num_threads(args.threads)
     from eval.video.models import load_video_chat
 
@@ -219,14 +240,16 @@ def _main(argv=None) -> int:
             items = first_per_task(items, args.limit)
         chance = mlvu.chance_by_task(items)
     chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
-    stored, ckpt_sha256 = PolicyResults(out), checkpoint_sha256(args.ckpt)
-    results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
-               "ckpt": args.ckpt, "ckpt_sha256": ckpt_sha256, "budget": args.budget, "chance": chance, "policies": {}}
+    stored = PolicyResults(out)
+    ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None
+    results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames, **setup.as_json(),
+               "ckpt_sha256": ckpt_sha256, "chance": chance, "policies": {}}
     for i, name in enumerate(tqdm(names, desc="eval.video", unit="policy")):
-        settings = policy_settings(args, name, ckpt_sha256)
+        budgets = item_budgets(setup, name, results["policies"])
+        settings = policy_settings(args, name, ckpt_sha256, setup.schedule, budgets)
         summary = stored.load(name, settings)
         if summary is None:  # not done before with these settings
-            summary = evaluate_policy(chat, items, name, args)
+            summary = evaluate_policy(chat, items, name, args, setup, budgets)
             stored.save(name, settings, summary)
         results["policies"][name] = summary
         results["pending"] = names[i + 1:]

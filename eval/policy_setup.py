@@ -1,0 +1,130 @@
+"""What every policy of one `eval.lm`, `eval.rl`, `eval.video` or `eval.demo` run shares: the NAMM
+checkpoint and one update schedule, and how baselines get their budget.
+
+The schedule is one `Schedule` object handed to every policy, so the NAMM and the baselines evict at
+the same steps. Where the NAMM runs, its checkpoint's config.json is authoritative for the fields it
+sets (n_up, update_at_prompt_end) and the baselines follow it; --n-up / --prompt-end set the rest, and
+contradicting the checkpoint is an error. Without a NAMM (or with the all-zero one) the options and then
+the command's defaults decide.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import UserError
+from core.policies import MemoryPolicy, Schedule, make_policy
+from eval.lm.checks import at_least, fraction, namm_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_NAMM = REPO / "checkpoints" / "namm-smollm2"
+CKPT_HELP = ("NAMM checkpoint folder, or 'zeros' for the all-zero NAMM (default: checkpoints/namm-smollm2 "
+             "in the repository, the shipped NAMM)")
+OPTIONS = {"n_up": "--n-up", "update_at_prompt_end": "--prompt-end"}
+
+
+def add_arguments(parser, default: Schedule) -> None:
+    """--ckpt, --budget, --n-up and --prompt-end / --no-prompt-end."""
+    parser.add_argument("--ckpt", default=None, help=CKPT_HELP)
+    parser.add_argument("--budget", default="0.5",
+                        help="baselines' cache budget: a fraction, or 'matched' (the NAMM runs first and each "
+                             "baseline gets the NAMM's cache fraction on the same item or episode)")
+    parser.add_argument("--n-up", type=int, default=None,
+                        help=f"every policy's update interval in tokens (default: the NAMM checkpoint's, "
+                             f"else {default.n_up})")
+    parser.add_argument("--prompt-end", action=argparse.BooleanOptionalAction, default=None,
+                        help="every policy also updates when a prompt ends (default: as the NAMM checkpoint "
+                             f"says, else {'yes' if default.at_prompt_end else 'no'})")
+
+
+def ckpt_label(ckpt: str) -> str:
+    """The checkpoint as results name it: inside the repository, relative to it."""
+    if ckpt == "zeros":
+        return ckpt
+    path = Path(ckpt).resolve()
+    return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else ckpt
+
+
+@dataclass
+class PolicySetup:
+    names: list[str]  # the NAMM first when budgets are matched
+    ckpt: str  # a folder or "zeros"
+    schedule: Schedule
+    set_by: dict[str, str]  # schedule field -> where its value comes from
+    budget: float | None  # None: matched
+    unit: str = "item"  # what a matched budget is measured on: item or episode
+
+    @property
+    def matched(self) -> bool:
+        return self.budget is None
+
+    def build(self, name: str, budget: float | None = None) -> MemoryPolicy:
+        """A policy on the run's schedule; a baseline gets `budget`, else the run's fixed budget."""
+        if name in ("full", "namm"):
+            return make_policy(name, ckpt=self.ckpt, schedule=self.schedule)
+        return make_policy(name, budget=self.budget if budget is None else budget, schedule=self.schedule)
+
+    def schedule_line(self) -> str:
+        sources = set(self.set_by.values())
+        source = sources.pop() if len(sources) == 1 else "; ".join(f"{k} {v}" for k, v in self.set_by.items())
+        return f"every policy: {self.schedule.describe()} (set by {source})"
+
+    def budget_mode(self) -> str:
+        if not self.matched:
+            return f"fixed: every baseline keeps {self.budget:.4g} of the processed tokens at each update"
+        same = "in the episode of the same seed" if self.unit == "episode" else f"on the same {self.unit}"
+        return (f"matched per {self.unit}: a baseline's budget on each {self.unit} is the NAMM's cache fraction "
+                f"{same}, measured right after its last update (kept / processed tokens)")
+
+    def as_json(self) -> dict:
+        return {"ckpt": ckpt_label(self.ckpt), "budget": "matched" if self.matched else self.budget,
+                "budget_mode": self.budget_mode(),
+                "schedule": {"n_up": self.schedule.n_up, "update_at_prompt_end": self.schedule.at_prompt_end,
+                             "set_by": dict(self.set_by), "description": self.schedule_line()}}
+
+    def header(self) -> str:
+        """The lines every results table starts with."""
+        return f"{self.schedule_line()}\nbaselines' budget: {self.budget_mode()}"
+
+
+def matched_budget(namm_fraction: float) -> float:
+    """A baseline's budget from the NAMM's measured fraction (a budget is in (0, 1])."""
+    if not math.isfinite(namm_fraction):
+        raise ValueError(f"the NAMM's cache fraction is {namm_fraction}")
+    return max(1e-6, min(1.0, float(namm_fraction)))
+
+
+def resolve(args, names: list[str], default: Schedule, unit: str = "item") -> PolicySetup:
+    """Check --ckpt, --budget, --n-up and --prompt-end (UserErrors, before any model loads) and fix the
+    run's schedule."""
+    at_least("--n-up", args.n_up, 1)
+    matched = str(args.budget) == "matched"
+    if matched and "namm" not in names:
+        raise UserError("--budget matched needs the namm policy in --policies (the baselines get its cache fraction)")
+    budget = None if matched else fraction("--budget", args.budget)
+    ckpt = args.ckpt or str(SHIPPED_NAMM)
+    fixed = {}
+    if ckpt != "zeros" and ("namm" in names or args.ckpt is not None):
+        namm = namm_checkpoint("--ckpt", ckpt)
+        fixed = namm.fixed_schedule if "namm" in names else {}
+    given = {"n_up": args.n_up, "update_at_prompt_end": args.prompt_end}
+    values, set_by = {}, {}
+    for key, option in OPTIONS.items():
+        if key in fixed:
+            if given[key] is not None and given[key] != fixed[key]:
+                shown = option if key == "n_up" else ("--prompt-end" if given[key] else "--no-prompt-end")
+                raise UserError(f"{shown}: the NAMM checkpoint {ckpt_label(ckpt)} sets {key} {fixed[key]} in its "
+                                "config.json, and every policy follows the NAMM's schedule; leave the option out "
+                                "(or evaluate a copy of the checkpoint whose config.json says otherwise)")
+            values[key], set_by[key] = fixed[key], "the NAMM checkpoint's config.json"
+        elif given[key] is not None:
+            values[key], set_by[key] = given[key], "the command line"
+        else:
+            values[key] = default.n_up if key == "n_up" else default.at_prompt_end
+            set_by[key] = "the default"
+    if matched:
+        names = ["namm"] + [n for n in names if n != "namm"]
+    return PolicySetup(list(names), ckpt, Schedule(values["n_up"], values["update_at_prompt_end"]), set_by,
+                       budget, unit)
