@@ -46,8 +46,11 @@ class Step:
 def plan(args) -> list[Step]:
     out, ckpt, threads = Path(args.out_dir), args.ckpt, str(args.threads)
     quick = args.quick
-    n, lengths = ("2", ["1000"]) if quick else ("30", ["1000", "2000"])
-    episodes, max_steps = ("2", "300") if quick else ("30", "1000")
+    n = str(getattr(args, "n", None) or (2 if quick else 30))
+    n_qa = str(getattr(args, "n_query_agnostic", None) or n)
+    lengths = (getattr(args, "lengths", None) or ("1000" if quick else "1000,2000")).split(",")
+    episodes = str(getattr(args, "episodes", None) or (2 if quick else 30))
+    max_steps = "300" if quick else "1000"
     video_limit = ["--limit", "3"] if quick else []
     policies = f"full,namm,{BASELINES}"
     steps = []
@@ -56,10 +59,11 @@ def plan(args) -> list[Step]:
             if protocol == "query-agnostic" and length != lengths[0]:
                 continue
             label = "whole prompt" if protocol == "whole-prompt" else "query-agnostic (question uncompressed)"
+            key = f"lm-{length}-{protocol}"
             steps.append(Step(f"language (held-out tasks), {length} tokens, {label}", "eval.lm",
                               ["--tasks", HELDOUT_TASKS, "--policies", policies, "--budget", "matched", "--ckpt", ckpt,
-                               "--n", n, "--length", length, "--protocol", protocol, "--threads", threads,
-                               "--out-dir", str(out / f"lm-{length}-{protocol}")], out / f"lm-{length}-{protocol}"))
+                               "--n", n if protocol == "whole-prompt" else n_qa, "--length", length,
+                               "--protocol", protocol, "--threads", threads, "--out-dir", str(out / key)], out / key))
     for env in ("hopper", "walker2d"):
         steps.append(Step(f"control: Decision Transformer on {env}", "eval.rl",
                           ["--env", env, "--policies", policies, "--budget", "matched", "--ckpt", ckpt,
@@ -68,6 +72,13 @@ def plan(args) -> list[Step]:
     steps.append(Step("video: LLaVA-NeXT-Video (built-in generated videos)", "eval.video",
                       ["--policies", policies, "--budget", "matched", "--ckpt", ckpt, *video_limit,
                        "--threads", threads, "--out-dir", str(out / "video")], out / "video"))
+    only = getattr(args, "only", None)
+    if only:
+        keys = only.split(",")
+        unknown = [k for k in keys if k not in {s.out.name for s in steps}]
+        if unknown:
+            raise UserError(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(s.out.name for s in steps)}")
+        steps = [s for s in steps if s.out.name in keys]
     return steps
 
 
@@ -133,26 +144,42 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.transfer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", default=str(SHIPPED), help="NAMM checkpoint folder (default: the shipped one)")
+    parser.add_argument("--ckpt", default="checkpoints/namm-smollm2", help="NAMM checkpoint folder (default: the shipped one)")
     parser.add_argument("--quick", action="store_true",
                         help="a few items, episodes and videos per evaluation (minutes): a smoke test, not a result")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out-dir", default=None, help="default: runs/transfer[-quick]")
     parser.add_argument("--skip-analysis", action="store_true", help="no kept-token analysis plots")
+    parser.add_argument("--lengths", default=None, help="language prompt lengths (default 1000,2000; quick 1000)")
+    parser.add_argument("--n", type=int, default=None, help="items per language task (default 30; quick 2)")
+    parser.add_argument("--n-query-agnostic", type=int, default=None,
+                        help="items per task under the query-agnostic protocol (default: --n)")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes per control task (default 30; quick 2)")
+    parser.add_argument("--only", default=None,
+                        help="run only these evaluations (folder names, e.g. lm-1000-whole-prompt,rl-hopper): to "
+                             "spread them over processes; a last run without --only reuses them and writes the report")
     args = parser.parse_args(argv)
     if args.threads < 1:
         raise UserError(f"--threads: expected at least 1, got {args.threads}")
+    if args.ckpt != "zeros" and not Path(args.ckpt).exists() and (REPO / args.ckpt).exists():
+        args.ckpt = str(REPO / args.ckpt)  # the default, run from another folder
     if args.ckpt != "zeros" and not (Path(args.ckpt) / "config.json").is_file():
         raise UserError(f"--ckpt {args.ckpt}: not a NAMM checkpoint folder (no config.json)")
     args.out_dir = args.out_dir or ("runs/transfer-quick" if args.quick else "runs/transfer")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for option in ("n", "n_query_agnostic", "episodes"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            raise UserError(f"--{option.replace('_', '-')}: expected at least 1, got {getattr(args, option)}")
     steps = plan(args)
     panels, timings = [], {}
     for step in tqdm(steps, desc="eval.transfer", unit="evaluation"):
         started = time.perf_counter()
         panels.append(panel_for(step, run_step(step)))
         timings[step.name] = round(time.perf_counter() - started, 1)
+    if args.only:
+        print(f"ran {', '.join(s.out.name for s in steps)}; run again without --only for the report")
+        return 0
     analysis_json = None if args.skip_analysis else analyse(args, out)
 
     from eval.transfer import report
