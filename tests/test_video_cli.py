@@ -74,3 +74,12 @@ def test_matched_budgets_item_by_item_on_one_schedule(tmp_path, monkeypatch, cap
     assert (seen[0].n_up, seen[0].update_at_prompt_end) == (32, True)
     out = capsys.readouterr().out
     assert "every policy: update every 32 tokens and at prompt end (set by the NAMM checkpoint's config.json)" in out
+
+
+def test_a_builtin_split_of_another_size_is_never_reused(tmp_path, monkeypatch):
+    import eval.video.__main__ as video
+
+    monkeypatch.setattr(video, "BUILTIN", tmp_path)
+    small, large = video.builtin_split(1), video.builtin_split(2)
+    assert small != large
+    assert len(mlvu.load(small, tasks=None)) == 4 and len(mlvu.load(large, tasks=None)) == 8  # 4 question types

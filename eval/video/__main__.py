@@ -47,11 +47,14 @@ DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=True)  # where no NAMM checkpoint
 
 
 def builtin_split(n_test: int) -> Path:
-    test = BUILTIN / "test"
+    """The generated test videos, `n_test` per question type, made once per size (a split of another size
+    is never reused for this one)."""
+    folder = BUILTIN / f"n{n_test}"
+    test = folder / "test"
     if not (test / "json").is_dir():
         from zoo.video import make_builtin
 
-        make_builtin.main(["--out", str(BUILTIN), "--n-train", "0", "--n-test", str(n_test)])
+        make_builtin.main(["--out", str(folder), "--n-train", "0", "--n-test", str(n_test)])
     return test
 
 
