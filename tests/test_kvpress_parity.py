@@ -1,0 +1,53 @@
+"""The bookkeeping of bench.kvpress_parity that needs neither kvpress nor a model: reading kept positions back
+from a compressed cache, comparing kept sets, and kvpress's count of kept tokens."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from bench.kvpress_parity import compare_sets, kept_positions, kvpress_count, zone
+
+
+def _cache(*layers):
+    return SimpleNamespace(layers=[SimpleNamespace(keys=k) for k in layers])
+
+
+def test_kept_positions_reads_back_score_ordered_rows():
+    full = torch.randn(1, 2, 6, 4)
+    # kvpress keeps rows in score order, not position order
+    kept = torch.stack([full[0, 0, [4, 1, 5]], full[0, 1, [0, 3, 2]]]).unsqueeze(0)
+    assert kept_positions([full], _cache(kept)) == [[[1, 4, 5], [0, 2, 3]]]
+
+
+def test_kept_positions_refuses_identical_rows():
+    full = torch.randn(1, 1, 4, 3)
+    full[0, 0, 2] = full[0, 0, 1]
+    with pytest.raises(ValueError, match="identical keys"):
+        kept_positions([full], _cache(full[:, :, :2]))
+
+
+def test_compare_sets_counts_identical_jaccard_and_zones():
+    ours = [[[0, 1, 9], [2, 3, 9]]]
+    theirs = [[[0, 1, 9], [2, 3, 4]]]
+    scores = [torch.tensor([[[9.0, 8, 0, 0, 0, 0, 0, 0, 0, 7], [0, 0, 9, 8, 7, 1, 1, 1, 1, 6]]])]
+    out = compare_sets(ours, theirs, n=10, window=2, kernel=3, kv_scores=scores)
+    assert out["pairs"] == 2 and out["identical"] == 1
+    assert out["jaccard_sum"] == pytest.approx(1 + 2 / 4)
+    assert out["theirs_in_ours"] == 1
+    assert out["differing_positions"]["only_ours"]["newest"] == 1
+    assert out["differing_positions"]["only_kvpress"]["other"] == 1
+    assert out["differing_heads_per_layer"] == [1]
+
+
+def test_zone_edges_and_ties():
+    assert zone(9, 10, 2, 7, False) == "newest"
+    assert zone(2, 10, 2, 7, False) == "first_half_kernel"
+    assert zone(5, 10, 2, 7, False) == "half_kernel_before_window"
+    assert zone(4, 20, 2, 7, True) == "tie_at_kvpress_cutoff"
+    assert zone(4, 20, 2, 7, False) == "other"
+
+
+def test_kvpress_count_rounds_down():
+    assert kvpress_count(501, 0.5) == 250  # ours: ceil -> 251
+    assert kvpress_count(500, 0.5) == 250
+    assert kvpress_count(1, 0.9) == 1
