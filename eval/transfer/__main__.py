@@ -55,7 +55,7 @@ def plan(args) -> list[Step]:
     policies = f"full,namm,{BASELINES}"
     steps = []
     for length in lengths:
-        for protocol in ("whole-prompt", "query-agnostic"):
+        for protocol in (getattr(args, "protocols", None) or "whole-prompt,query-agnostic").split(","):
             if protocol == "query-agnostic" and length != lengths[0]:
                 continue
             label = "whole prompt" if protocol == "whole-prompt" else "query-agnostic (question uncompressed)"
@@ -154,6 +154,8 @@ def _main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=None, help="items per language task (default 30; quick 2)")
     parser.add_argument("--n-query-agnostic", type=int, default=None,
                         help="items per task under the query-agnostic protocol (default: --n)")
+    parser.add_argument("--protocols", default="whole-prompt,query-agnostic",
+                        help="language protocols: whole-prompt (every length) and query-agnostic (the first length)")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per control task (default 30; quick 2)")
     parser.add_argument("--only", default=None,
                         help="run only these evaluations (folder names, e.g. lm-1000-whole-prompt,rl-hopper): to "
@@ -171,6 +173,9 @@ def _main(argv=None) -> int:
     for option in ("n", "n_query_agnostic", "episodes"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise UserError(f"--{option.replace('_', '-')}: expected at least 1, got {getattr(args, option)}")
+    for protocol in args.protocols.split(","):
+        if protocol not in ("whole-prompt", "query-agnostic"):
+            raise UserError(f"--protocols: unknown {protocol!r}; choose from whole-prompt, query-agnostic")
     steps = plan(args)
     panels, timings = [], {}
     for step in tqdm(steps, desc="eval.transfer", unit="evaluation"):
