@@ -34,7 +34,8 @@ def _card_runs() -> list[tuple[Path, dict]]:
     for path in sorted(SHIPPED.rglob("results.json")):
         data = json.loads(path.read_text())
         whole_prompt = data.get("protocol", "whole-prompt") == "whole-prompt"
-        if data.get("benchmark") == "builtin" and "namm" in data.get("policies", {}) and whole_prompt:
+        is_lm = "tasks" in data  # eval.video's builtin results have no task list
+        if is_lm and data.get("benchmark") == "builtin" and "namm" in data.get("policies", {}) and whole_prompt:
             runs.append((path, data))
     return runs
 
