@@ -26,6 +26,15 @@ def file_sha256(*paths) -> str:
     return digest.hexdigest()
 
 
+def _shown(folder: Path) -> str:
+    """A folder inside the repository by its path there (results committed beside a checkpoint name no
+    machine's paths); any other folder as it is."""
+    try:
+        return folder.relative_to(Path(__file__).resolve().parents[1]).as_posix()
+    except ValueError:
+        return str(folder)
+
+
 def model_identity(model: str) -> dict:
     """The model's name, and for a local folder its config's content and its weights' sizes and times."""
     folder = Path(model)
@@ -33,7 +42,7 @@ def model_identity(model: str) -> dict:
         return {"model": model}
     configs = sorted(folder.glob("*.json"))
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
-    return {"model": str(folder.resolve()), "configs_sha256": file_sha256(*configs) if configs else None,
+    return {"model": _shown(folder.resolve()), "configs_sha256": file_sha256(*configs) if configs else None,
             "weights": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in weights]}
 
 
