@@ -23,7 +23,6 @@ from core.atomic import write_json_atomic, write_text_atomic
 from core.errors import UserError, cli_main
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "checkpoints" / "namm-smollm2"
 HELDOUT_TASKS = "kv_retrieval,fewshot_classification,phonebook"
 BASELINES = "h2o,l2,tova,snapkv,recency,random"
 

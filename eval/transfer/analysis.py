@@ -111,9 +111,7 @@ def plot_kept(stats: dict[str, KeptStats], path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import io
-
-    from core.atomic import write_bytes_atomic
+    from eval.plots import save_figure
 
     names = list(stats)
     fig, axes = plt.subplots(2, len(names), figsize=(4 * len(names), 6), squeeze=False)
@@ -132,7 +130,4 @@ def plot_kept(stats: dict[str, KeptStats], path, title: str) -> None:
         bottom.set_ylabel("kept tokens")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110, format="png")
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    save_figure(fig, path)

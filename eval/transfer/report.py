@@ -119,8 +119,7 @@ def plot_panels(panels: list[Panel], path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from core.atomic import write_bytes_atomic
-    from eval.plots import MARKERS
+    from eval.plots import MARKERS, save_figure
 
     cols = min(3, len(panels))
     n_rows = -(-len(panels) // cols)
@@ -144,7 +143,4 @@ def plot_panels(panels: list[Panel], path, title: str) -> None:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110, format="png")
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())
+    save_figure(fig, path)
