@@ -47,6 +47,7 @@ class FakeTokenizer:
     """Four characters a token; enough of a tokenizer for eval.lm's built-in tasks."""
 
     eos_token_id = 0
+    chat_template = "<user>{content}<assistant>"  # what apply_chat_template below writes
 
     def __call__(self, text, return_tensors=None, add_special_tokens=True):
         from types import SimpleNamespace

@@ -53,3 +53,23 @@ def test_variable_tracking_asks_for_the_latest_assignment():
     name = item.answer_prefix.split()[1]
     assigned = re.findall(rf"VAR {name} = (\d+)\.", item.prompt)
     assert assigned == item.options and item.answers == [assigned[-1]] and len(set(assigned)) == bt.VT_ROUNDS
+
+
+def test_a_model_without_a_chat_template_gets_plain_prompts_and_says_so():
+    """kv_retrieval is calibrated in the chat template; a base model without one (Gemma 3 270M) must still
+    run it, in plain text, and the run must record that it did."""
+    from eval.lm.run import builtin_taskset
+    from tests.conftest import FakeTokenizer
+
+    class BaseTokenizer(FakeTokenizer):
+        chat_template = None
+
+    item = bt.make_items("kv_retrieval", 1, 300, seed=0)[0]
+    assert bt.render(item, FakeTokenizer()).startswith("<user>")
+    plain = bt.render(item, BaseTokenizer())
+    assert plain == item.prompt + item.prefix_separator + item.answer_prefix
+    assert bt.prompt_format("kv_retrieval", BaseTokenizer()) == "plain (no chat template)"
+    assert bt.prompt_format("passkey", BaseTokenizer()) == "plain"
+    taskset = builtin_taskset(["kv_retrieval", "passkey"], 1, 300, 0, BaseTokenizer())
+    assert taskset.formats == {"kv_retrieval": "plain (no chat template)", "passkey": "plain"}
+    assert not taskset.items[0].text.startswith("<user>")

@@ -43,11 +43,13 @@ class TaskSet:
     items: list[EvalItem]
     score: Callable[[str, list[EvalItem], list[str]], float]  # (task, items, predictions) -> 0..100
     chance: dict[str, float] = field(default_factory=dict)  # task -> score of a random guess among options
+    formats: dict[str, str] = field(default_factory=dict)  # task -> prompt format, where it was chosen here
 
 
 def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
-    items, originals, chance = [], {}, {}
+    items, originals, chance, formats = [], {}, {}, {}
     for task in tasks:
+        formats[task] = builtin_tasks.prompt_format(task, tokenizer)
         made = builtin_tasks.make_items(task, n, length, seed=seed, tokenizer=tokenizer)
         chance[task] = 100 * sum(item.chance for item in made) / max(1, len(made))
         for i, item in enumerate(made):
@@ -61,7 +63,7 @@ def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
         return 100 * sum(builtin_tasks.score_item(originals[it.id], p)
                          for it, p in zip(task_items, predictions)) / len(task_items)
 
-    return TaskSet(items, score, chance)
+    return TaskSet(items, score, chance, formats)
 
 
 def benchmark_taskset(benchmark, data_dir, tasks, tokenizer, max_length, limit) -> TaskSet:
@@ -119,7 +121,7 @@ def run_policies(args) -> dict:
                      "protocol": args.protocol,
                      "policies": {}}
     if args.benchmark == "builtin":
-        results.update(length=args.length, seed=args.seed)
+        results.update(length=args.length, seed=args.seed, prompt_formats=taskset.formats)
     ckpt_sha256 = results["ckpt_sha256"] = checkpoint_sha256(setup.ckpt) if "namm" in setup.names else None
     namm_rows: dict[str, dict] = {}  # item id -> the NAMM's row: its fractions set matched budgets
     progress = tqdm(total=len(setup.names) * len(taskset.items), desc="eval.lm", unit="item")
@@ -240,6 +242,9 @@ def format_table(results: dict) -> str:
         budget = f"{sum(budgets) / len(budgets):.2f}" if budgets else "-"
         lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}"
                      f"{budget:>8}")
+    for task, fmt in results.get("prompt_formats", {}).items():
+        if fmt.endswith("(no chat template)"):
+            lines.append(f"{task}: plain prompts (calibrated in the chat template; this model has none)")
     for task, v in results.get("tasks_at_chance", {}).items():
         lines.append(f"\n{task}: the full cache scores {v['full']:.1f}, not above chance ({v['chance']:.1f}); "
                      "its score ratios are noise.")
