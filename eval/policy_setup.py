@@ -89,6 +89,15 @@ class PolicySetup:
         return f"{self.schedule_line()}\nbaselines' budget: {self.budget_mode()}"
 
 
+def rule_settings(name: str) -> dict:
+    """What a stored result must also match for a baseline whose rule has been revised since results were
+    first stored (empty for every rule still at revision 1, so older results stay valid)."""
+    from core.policies import BASELINES
+
+    revision = BASELINES[name].revision if name in BASELINES else 1
+    return {"rule_revision": revision} if revision > 1 else {}
+
+
 def matched_budget(namm_fraction: float) -> float:
     """A baseline's budget from the NAMM's measured fraction (a budget is in (0, 1])."""
     if not math.isfinite(namm_fraction):

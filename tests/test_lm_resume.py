@@ -84,3 +84,20 @@ def test_a_model_folder_with_new_weights_is_recomputed(tmp_path, fake_lm):
     (model / "model.safetensors").write_bytes(b"2" * 11)  # retrained into the same folder
     assert main(argv) == 0
     assert len(fake_lm) == 4
+
+
+def test_results_of_a_revised_rule_are_recomputed_and_others_are_kept(tmp_path, fake_lm):
+    """SnapKV's rule was revised (revision 2): rows stored by revision 1 carry no rule_revision and must be
+    made again; H2O's rows (still revision 1) stay valid."""
+    out = tmp_path / "run"
+    assert main(BASE + ["--policies", "h2o,snapkv", "--out-dir", str(out)]) == 0
+    path = out / "preds" / "snapkv" / "passkey.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all(r["settings"]["rule_revision"] == 2 for r in rows)
+    assert all("rule_revision" not in json.loads(line)["settings"]
+               for line in (out / "preds" / "h2o" / "passkey.jsonl").read_text().splitlines())
+    for r in rows:
+        del r["settings"]["rule_revision"]  # as revision 1 stored them
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(BASE + ["--policies", "h2o,snapkv", "--out-dir", str(out)]) == 0
+    assert [name for name, _ in fake_lm] == ["h2o", "h2o", "snapkv", "snapkv", "snapkv", "snapkv"]

@@ -90,6 +90,19 @@ def test_snapkv_counts_only_the_observation_window_and_keeps_it():
     assert kept(policy, mem) == [[6, 8, 10, 11]]
 
 
+def test_snapkv_pools_only_the_tokens_before_the_window_with_zero_padding():
+    """As its authors and kvpress pool: the window's own columns and the padding do not raise the scores
+    of the tokens at the edges (pooling every column without the padding keeps token 5 instead of 1)."""
+    mem = memory(8)
+    policy = SnapKV(budget=4, window=2, kernel=3)
+    window = torch.zeros(1, 1, 2, 8)
+    window[0, 0, 0, :3] = torch.tensor([0.6, 0.06, 0.03])
+    window[0, 0, 0, 5] = 0.3
+    window[0, 0, 1, 6] = 0.9  # the window attending to itself
+    policy.observe(mem, window, rows_left=0)
+    assert kept(policy, mem) == [[0, 1, 6, 7]]
+
+
 def test_random_is_seeded_and_keeps_budget():
     a = kept(RandomEviction(budget=0.5, seed=3), memory(20))
     b = kept(RandomEviction(budget=0.5, seed=3), memory(20))

@@ -37,6 +37,7 @@ class Schedule:
 
 class MemoryPolicy:
     name = "policy"
+    revision = 1  # raised when a rule changes what it keeps, so stored results made by the old rule are redone
     observes = False  # needs attention rows
     evicts = True  # False only for the full cache, which lets the adapter skip all bookkeeping
 

@@ -7,10 +7,15 @@ STATE = "snapkv_window_attention"
 
 class SnapKV(BudgetPolicy):
     """Attention from the last `window` queries before an update, pooled over neighbouring
-    tokens (Li et al. 2024); the window itself is always kept."""
+    tokens (Li et al. 2024); the window itself is always kept.
+
+    As its authors and kvpress define it, only the tokens before the window are pooled, and the zero
+    padding at their edges counts in the average (revision 2; revision 1 pooled every column and left
+    the padding out, which raised the first and last few tokens' scores)."""
 
     name = "snapkv"
     observes = True
+    revision = 2
 
     def __init__(self, budget=0.5, window: int = 32, kernel: int = 7, **kwargs) -> None:
         super().__init__(budget, **kwargs)
@@ -27,8 +32,12 @@ class SnapKV(BudgetPolicy):
     def scores(self, mem):
         observed = mem.state[STATE]
         b, h, p = observed.shape
-        pooled = F.avg_pool1d(observed.reshape(b * h, 1, p), self.kernel, stride=1,
-                              padding=self.kernel // 2, count_include_pad=False).view(b, h, p)
+        before = p - self.window
+        if before <= 0:
+            return observed  # nothing but the window: select keeps it all
+        pooled = observed.clone()
+        pooled[..., :before] = F.avg_pool1d(observed[..., :before].reshape(b * h, 1, before), self.kernel,
+                                            stride=1, padding=self.kernel // 2).view(b, h, before)
         return protect_last(pooled, self.window)
 
     def after_update(self, mem):

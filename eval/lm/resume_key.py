@@ -38,8 +38,10 @@ def prediction_settings(args, policy: str, budget, ckpt_sha256: str | None, sche
     """Everything that changes one prediction of `policy` in this run (the task and item are in the id);
     `schedule` is the run's `Schedule`."""
     from eval.policy_results import model_identity
+    from eval import policy_setup
 
     settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": policy}
+    settings.update(policy_setup.rule_settings(policy))
     if args.benchmark == "builtin":
         settings.update(length=args.length, seed=args.seed)
     else:

@@ -106,6 +106,7 @@ def protocol_settings(args, name: str, env: str, dt_path: Path, ckpt_sha256: str
     dt_files = sorted(p for p in dt_path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin"))
     settings = {"env": env, "dt_sha256": file_sha256(*dt_files), "protocol": name, "episodes": args.episodes,
                 "batch": args.batch, "seed": args.seed, "max_steps": args.max_steps}
+    settings.update(policy_setup.rule_settings(name))
     if name not in ("window", "full"):
         settings.update(n_up=schedule.n_up, update_at_prompt_end=schedule.at_prompt_end)
     if name == "namm":

@@ -181,6 +181,7 @@ def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=
     settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": name, "frames": args.frames,
                 "limit": args.limit, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype,
                 "device": args.device, "seed": args.seed}
+    settings.update(policy_setup.rule_settings(name))
     if args.benchmark == "builtin":
         settings["n_test"] = args.n_test
     else:
