@@ -85,20 +85,22 @@ class StreamingSpectrogram:
                 buffer.data[:, :, :total, :p] = samples
             buffer.time_length = total
             return
-        # Frame by frame into one small [2 * n_freq, P] buffer per head, so no frames x tokens block
+        # Frame by frame into one small [2 * n_freq, V] buffer per head, so no frames x tokens block
         # is ever held: ema <- a**F * ema + sum_f (1 - a) * a**(F - 1 - f) * |frame_f|.
+        # Tokens after the first V have only zero samples in these frames (no row here or earlier sees
+        # them): their magnitudes are exactly 0, so they only decay, and their DFT is skipped.
         a = self.frame_decay
         basis = self._basis_for(probs.device, probs.dtype)
         ema = state.field(EMA).stored()  # [B, H, n_freq, P]
         ema.mul_(a**n_frames)
-        spectrum = probs.new_empty(2 * self.n_freq, p)
+        spectrum = probs.new_empty(2 * self.n_freq, visible)
         for f in range(n_frames):
             weight = (1 - a) * a ** (n_frames - 1 - f)
             start = f * self.hop
             for i in range(b):
                 for j in range(h):
-                    torch.mm(basis, samples[i, j, start : start + self.n_fft], out=spectrum)
-                    ema[i, j].add_(self._magnitudes(spectrum, dim=0), alpha=weight)
+                    torch.mm(basis, samples[i, j, start : start + self.n_fft, :visible], out=spectrum)
+                    ema[i, j, :, :visible].add_(self._magnitudes(spectrum, dim=0), alpha=weight)
         consumed = n_frames * self.hop
         left = samples[:, :, consumed:]
         if not in_place:

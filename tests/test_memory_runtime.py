@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adapters.hf import MemoryCache, attach, greedy_generate
-from adapters.hf.attention import UpdateSchedule, kv_head_probs
+from adapters.hf.attention import UpdateSchedule, group_mean, kv_head_probs
 from core.memory import LayerMemory, TokenState
 from core.namm import NAMM, NAMMConfig
 from core.policies import H2O
@@ -109,6 +109,14 @@ def test_kv_head_probs_equals_the_per_query_head_average():
     torch.testing.assert_close(probs, expected, atol=1e-6, rtol=1e-5)
     one = kv_head_probs(q[:, :, -1:], k, 0.3)
     torch.testing.assert_close(one, expected[:, :, -1:], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("group", [1, 2, 3, 4, 7, 8])
+def test_group_mean_is_bit_identical_to_mean(group):
+    """The observer's GQA average must not move any NAMM decision: torch.equal, not close."""
+    torch.manual_seed(group)
+    probs = torch.softmax(torch.randn(2, 3, group, 17, 300), dim=-1)
+    assert torch.equal(group_mean(probs), probs.mean(dim=2))
 
 
 def test_streaming_spectrogram_does_not_depend_on_block_sizes():

@@ -65,10 +65,24 @@ def group_probs(query, key, scaling) -> torch.Tensor:
     return torch.softmax(logits, dim=-1, out=logits)
 
 
+def group_mean(probs: torch.Tensor) -> torch.Tensor:
+    """[B, Hkv, q, k]: `probs` [B, Hkv, G, q, k] averaged over G, equal to `probs.mean(dim=2)` bit for bit.
+    For G <= 4 (SmolLM2, Llama 3 8B, Gemma 3) torch's mean sums sequentially and then divides once, so the
+    same sum written out is about 3x faster on CPU, where a reduction over a middle axis is slow; larger
+    groups are summed in another order, so they keep torch's mean."""
+    if probs.shape[2] == 1:
+        return probs[:, :, 0]
+    if probs.shape[2] > 4:
+        return probs.mean(dim=2)
+    total = probs[:, :, 0].clone()
+    for g in range(1, probs.shape[2]):
+        total += probs[:, :, g]
+    return total.div_(probs.shape[2])
+
+
 def kv_head_probs(query, key, scaling) -> torch.Tensor:
     """Attention probabilities [B, Hkv, q, k] of the last q positions, averaged over GQA groups."""
-    probs = group_probs(query, key, scaling)
-    return probs[:, :, 0] if probs.shape[2] == 1 else probs.mean(dim=2)
+    return group_mean(group_probs(query, key, scaling))
 
 
 @dataclass(frozen=True)
@@ -199,7 +213,7 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
             attended = torch.matmul(probs.view(b, hkv, group * r, visible).to(values.dtype), values[:, :, :visible])
             out[:, :, block : block + r] = attended.view(b, hkv * group, r, -1)
         with torch.no_grad():
-            averaged = probs[:, :, 0] if probs.shape[2] == 1 else probs.mean(dim=2)
+            averaged = group_mean(probs)
             session.policy.observe(mem, averaged, n_rows - block - rows.shape[2] + seg.rows_after)
     session.observe_seconds += time.perf_counter() - started
 
