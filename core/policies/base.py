@@ -76,7 +76,11 @@ class MemoryPolicy:
 
 class Budget:
     """How many tokens a baseline keeps: an int token count, or a float fraction in (0, 1] of the
-    tokens processed so far (the size the full cache would have)."""
+    tokens processed so far (the size the full cache would have).
+
+    A fraction is rounded up (`ceil(budget * processed)`): a baseline never keeps less than it was given.
+    kvpress rounds its kept count down (`int(n * (1 - compression_ratio))`), so where the product is not
+    whole ours keeps one token more (bench/kvpress_parity's ratio-0.3 run shows it)."""
 
     def __init__(self, value) -> None:
         if isinstance(value, str):
@@ -115,7 +119,11 @@ class Budget:
 
 
 class BudgetPolicy(MemoryPolicy):
-    """A baseline that scores tokens and keeps the best `budget` of them per head."""
+    """A baseline that scores tokens and keeps the best `budget` of them per head.
+
+    The newest token is always among them (`protect_newest`), whatever its score: the next query attends
+    to it in the unmodified model, and the NAMM keeps it too. kvpress's score-based presses (KnormPress)
+    do not protect it, which is where most of their kept sets differ from ours (README, kvpress parity)."""
 
     def __init__(self, budget=0.5, n_up: int | None = None, update_at_prompt_end: bool | None = None,
                  schedule: Schedule | None = None) -> None:
