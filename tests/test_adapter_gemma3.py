@@ -45,6 +45,16 @@ def test_policy_manages_only_full_attention_layers():
     assert fraction == pytest.approx(sum(kept[i] for i in FULL_LAYERS) / (2 * 207))
 
 
+def test_fraction_at_update_is_taken_over_the_managed_layers():
+    """--budget matched gives each baseline the NAMM's fraction at its last update: a sliding layer's
+    window (here 15 of 190 tokens) must not pull that fraction towards the window's share."""
+    model = tiny_gemma()
+    gen = greedy_generate(model, prompt(190, 1), H2O(0.6, n_up=64, update_at_prompt_end=True), max_new_tokens=1)
+    assert gen.processed_tokens == 190  # one new token, no forward after the prompt-end update
+    assert gen.fraction_at_update == pytest.approx(sum(gen.kept_tokens[i] for i in FULL_LAYERS) / (2 * 190))
+    assert gen.fraction_at_update == pytest.approx(0.6, abs=0.01)
+
+
 @pytest.mark.parametrize("n_up, prefill_chunk", [(32, 48), (64, 20), (100, 300)])
 def test_zero_namm_changes_nothing_past_the_window(n_up, prefill_chunk):
     """Prompt and decoding both run far past the 16-token window; chunks smaller and larger than it."""

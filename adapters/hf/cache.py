@@ -91,18 +91,21 @@ class MemoryCache(DynamicCache):
     def kept_tokens(self) -> list[int]:
         return [len(m) for m in self.memories()]
 
+    def managed_memories(self) -> list[LayerMemory]:
+        """The memories of the layers the policy manages (a sliding-window layer keeps its own window)."""
+        return self.memories() if self.managed is None else [self.layers[i].mem for i in self.managed]
+
     def fraction(self) -> float:
         """Mean over the managed layers of kept / processed tokens (1.0 for a full cache)."""
-        mems = self.memories() if self.managed is None else [self.layers[i].mem for i in self.managed]
-        mems = [m for m in mems if m.n_seen]
+        mems = [m for m in self.managed_memories() if m.n_seen]
         return sum(len(m) / m.n_seen for m in mems) / len(mems) if mems else 1.0
 
     def fraction_at_update(self) -> float:
-        """Mean over layers of kept / processed tokens right after the last update, leaving out the tokens
-        added since (1.0 where no update happened): the fraction a budget policy on the same schedule takes
-        as its budget to hold as many tokens as this cache, within one."""
+        """Mean over the managed layers of kept / processed tokens right after the last update, leaving out
+        the tokens added since (1.0 where no update happened): the fraction a budget policy on the same
+        schedule takes as its budget to hold as many tokens as this cache, within one."""
         fractions = []
-        for m in self.memories():
+        for m in self.managed_memories():
             processed = m.n_seen - m.since_update
             if m.n_seen:
                 fractions.append((len(m) - m.since_update) / processed if processed else 1.0)
