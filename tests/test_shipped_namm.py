@@ -29,13 +29,16 @@ def test_shipped_namm_loads_with_its_evolution_record():
 
 
 def _card_runs() -> list[tuple[Path, dict]]:
-    """The checkpoint's own eval.lm results of its NAMM on the built-in suite (the model card's tables)."""
+    """The checkpoint's own eval.lm results of its NAMM on the built-in suite and the embedded SmolLM2 it was
+    evolved on (the model card's tables; its transfer to Gemma 3 is recorded beside them)."""
     runs = []
     for path in sorted(SHIPPED.rglob("results.json")):
         data = json.loads(path.read_text())
         whole_prompt = data.get("protocol", "whole-prompt") == "whole-prompt"
         is_lm = "tasks" in data  # eval.video's builtin results have no task list
-        if is_lm and data.get("benchmark") == "builtin" and "namm" in data.get("policies", {}) and whole_prompt:
+        on_smollm2 = data.get("model", "smollm2") == "smollm2"
+        if is_lm and on_smollm2 and data.get("benchmark") == "builtin" and "namm" in data.get("policies", {}) \
+                and whole_prompt:
             runs.append((path, data))
     return runs
 
