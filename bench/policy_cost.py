@@ -4,10 +4,11 @@ For each prompt length: the unmodified model (SDPA, DynamicCache) and, through t
 attention, the full cache, each baseline at 50% and 25% budget, the all-zero NAMM (evicts
 nothing: isolates its cost), the shipped NAMM as it is (`namm`) and with a raised threshold
 (`namm-evict`, keeps about 15% of a 4k random-token prompt) and a NAMM with random parameters
-(evicts almost everything). Every run is its own process so that peak memory is its own. A configuration named twice in `--configs`, or a list
-run `--repeat` times, is measured several times: the rounds are interleaved (every configuration
-once, then again), so load on a shared machine falls on all of them alike, and the table shows
-medians and their ratios to the unmodified model's median measured in the same invocation.
+(evicts almost everything). Every run is its own process so that peak memory is its own. A
+configuration named twice in `--configs`, or a list run `--repeat` times, is measured several times:
+the rounds are interleaved (every configuration once, then again), so load on a shared machine falls
+on all of them alike, and the table shows medians and their ratios to the unmodified model's median
+measured in the same invocation.
 A `+shared` suffix (`namm-zero+shared`) runs a policy with `shared_attention=True`.
 
     python -m bench.policy_cost --lengths 1024,2048,4096 --new-tokens 32 --out bench/results/policy_cost.json

@@ -33,11 +33,10 @@ class SnapKV(BudgetPolicy):
         observed = mem.state[STATE]
         b, h, p = observed.shape
         before = p - self.window
-        if before <= 0:
-            return observed  # nothing but the window: select keeps it all
         pooled = observed.clone()
-        pooled[..., :before] = F.avg_pool1d(observed[..., :before].reshape(b * h, 1, before), self.kernel,
-                                            stride=1, padding=self.kernel // 2).view(b, h, before)
+        if before > 0:
+            pooled[..., :before] = F.avg_pool1d(observed[..., :before].reshape(b * h, 1, before), self.kernel,
+                                                stride=1, padding=self.kernel // 2).view(b, h, before)
         return protect_last(pooled, self.window)
 
     def after_update(self, mem):

@@ -59,23 +59,23 @@ class Item:
 
 # ---------------------------------------------------------------- rendering
 
-def has_chat_template(tokenizer) -> bool:
-    return getattr(tokenizer, "chat_template", None) is not None
+PLAIN_NO_TEMPLATE = "plain (no chat template)"
 
 
 def prompt_format(task: str, tokenizer=None) -> str:
     """How `render` writes this task's prompts for this tokenizer: "chat", "plain", or, for a task calibrated
-    in the chat template on a model that has none (a base model such as Gemma 3 270M), "plain (no chat template)"."""
+    in the chat template on a model that has none (a base model such as Gemma 3 270M), PLAIN_NO_TEMPLATE."""
     if not DEFAULT_CHAT[task]:
         return "plain"
-    return "chat" if tokenizer is None or has_chat_template(tokenizer) else "plain (no chat template)"
+    has_template = tokenizer is None or getattr(tokenizer, "chat_template", None) is not None
+    return "chat" if has_template else PLAIN_NO_TEMPLATE
 
 
 def render(item: Item, tokenizer=None, chat: bool | None = None) -> str:
     """The text fed to the model: the prompt, plain or in the chat template, then the answer prefix.
     With `chat` unset, the task's calibrated format; a tokenizer without a chat template gets plain text."""
     if chat is None:
-        chat = DEFAULT_CHAT[item.task] and (tokenizer is None or has_chat_template(tokenizer))
+        chat = prompt_format(item.task, tokenizer) == "chat"
     if chat:
         if tokenizer is None:
             raise ValueError("rendering with the chat template needs a tokenizer")

@@ -243,7 +243,7 @@ def format_table(results: dict) -> str:
         lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}"
                      f"{budget:>8}")
     for task, fmt in results.get("prompt_formats", {}).items():
-        if fmt.endswith("(no chat template)"):
+        if fmt == builtin_tasks.PLAIN_NO_TEMPLATE:
             lines.append(f"{task}: plain prompts (calibrated in the chat template; this model has none)")
     for task, v in results.get("tasks_at_chance", {}).items():
         lines.append(f"\n{task}: the full cache scores {v['full']:.1f}, not above chance ({v['chance']:.1f}); "
