@@ -1,4 +1,4 @@
-"""Time and peak memory of every memory policy on the embedded model.
+"""Time and peak memory of every memory policy on an embedded model (`--model`, default smollm2).
 
 For each prompt length: the unmodified model (SDPA, DynamicCache) and, through the memory-aware
 attention, the full cache, each baseline at 50% and 25% budget, the all-zero NAMM (evicts
@@ -13,6 +13,10 @@ A `+shared` suffix (`namm-zero+shared`) runs a policy with `shared_attention=Tru
 
     python -m bench.policy_cost --lengths 1024,2048,4096 --new-tokens 32 --out bench/results/policy_cost.json
     python -m bench.policy_cost --lengths 4096 --configs sdpa,namm-zero,namm-evict,h2o@0.25 --repeat 3 --threads 1
+    python -m bench.policy_cost --model gemma3-270m --lengths 4096 --configs sdpa,namm-zero --repeat 2
+
+On Gemma 3 a policy manages only the full-attention layers (one in six); the sliding layers keep their
+own window, so the NAMM observes a sixth of the layers and its cost is a smaller share of a forward.
 """
 from __future__ import annotations
 
@@ -85,17 +89,17 @@ def plain_generate(model, ids, new_tokens, chunk=512):
     return mid - start, time.perf_counter() - mid
 
 
-def child(name: str, length: int, new_tokens: int, threads: int) -> dict:
+def child(name: str, length: int, new_tokens: int, threads: int, model_name: str = "smollm2") -> dict:
     import torch
 
     from adapters.hf import greedy_generate
     from adapters.loading import load_model
 
     torch.set_num_threads(threads)
-    model, _ = load_model("smollm2")
+    model, _ = load_model(model_name)
     ids = torch.randint(1000, 40000, (1, length), generator=torch.Generator().manual_seed(0))
     rss_loaded = rss_mib()
-    result = {"config": name, "length": length, "new_tokens": new_tokens}
+    result = {"config": name, "length": length, "new_tokens": new_tokens, "model": model_name}
     if name == "sdpa":
         result["prefill_s"], result["decode_s"] = plain_generate(model, ids, new_tokens)
         result.update(cache_fraction=1.0, observe_s=0.0, update_s=0.0)
@@ -114,6 +118,7 @@ def child(name: str, length: int, new_tokens: int, threads: int) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2", help="an embedded model: smollm2 or gemma3-270m")
     parser.add_argument("--lengths", default="1024,2048,4096")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--configs", default=",".join(configs()))
@@ -123,19 +128,19 @@ def main(argv=None) -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.child, int(args.lengths), args.new_tokens, args.threads)))
+        print(json.dumps(child(args.child, int(args.lengths), args.new_tokens, args.threads, args.model)))
         return
 
     # Warm the converted-model cache once so no child pays for the conversion.
     from adapters.loading import resolve
 
-    resolve("smollm2")
+    resolve(args.model)
     results = []
     names = args.configs.split(",") * max(1, args.repeat)
     for length in (int(x) for x in args.lengths.split(",")):
         for name in names:
             cmd = [sys.executable, "-m", "bench.policy_cost", "--child", name, "--lengths", str(length),
-                   "--new-tokens", str(args.new_tokens), "--threads", str(args.threads)]
+                   "--new-tokens", str(args.new_tokens), "--threads", str(args.threads), "--model", args.model]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
             if proc.returncode != 0:
                 sys.exit(f"{name} at {length} tokens failed:\n{proc.stderr[-3000:]}")
@@ -145,7 +150,7 @@ def main(argv=None) -> None:
                   f"cache {row['cache_fraction']:.2f} peak {row['peak_rss_mib']:.0f} MiB", file=sys.stderr)
     report(results)
     out = Path(args.out)
-    write_json_atomic(out, {"threads": args.threads, "command": " ".join(sys.argv[1:]), "results": results})
+    write_json_atomic(out, {"model": args.model, "threads": args.threads, "command": " ".join(sys.argv[1:]), "results": results})
     print(f"\nwrote {out}")
 
 
