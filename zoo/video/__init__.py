@@ -11,4 +11,5 @@ Modules:
   train         CLI: train the tiny model on the training split (one stage)
   rebuild       CLI: the stages that make the shipped model, from scratch, in one command
   evaluate      CLI: full-cache accuracy on a split
+  text_upper_bound  CLI: a language model on the same questions with every frame given as text
 """
