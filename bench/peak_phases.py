@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--length", type=int, default=8160)
-    parser.add_argument("--policy", default="namm-zero", choices=("namm-zero", "full"))
+    parser.add_argument("--policy", default="namm-zero", help="a bench.policy_cost configuration: full, namm-zero, namm, h2o@0.25, ...")
     parser.add_argument("--observe-rows", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
@@ -64,16 +64,14 @@ def main(argv=None) -> None:
 
     from adapters.hf import greedy_generate
     from adapters.loading import load_model
-    from core.namm import NAMM
-    from core.policies import FullCache
+    from bench.policy_cost import make_policy
 
     torch.set_num_threads(args.threads)
     credit = credit_phases()
     model, _ = load_model(args.model)
     ids = torch.randint(1000, 40000, (1, args.length), generator=torch.Generator().manual_seed(0))
     loaded = peak_mib()
-    policy = NAMM.zeros() if args.policy == "namm-zero" else FullCache()
-    greedy_generate(model, ids, policy, max_new_tokens=args.new_tokens, observe_rows=args.observe_rows)
+    greedy_generate(model, ids, make_policy(args.policy), max_new_tokens=args.new_tokens, observe_rows=args.observe_rows)
     peak = peak_mib()
     print(f"{args.model}, {args.policy}, {args.length} tokens, observe_rows {args.observe_rows}: "
           f"loaded {loaded:.0f} MiB, peak {peak:.0f} MiB, extra {peak - loaded:.0f} MiB")

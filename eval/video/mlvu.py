@@ -119,11 +119,15 @@ def load(
     return items
 
 
-def question_text(item: MLVUItem) -> str:
+def question_block(question: str, candidates) -> str:
     """'Question: ...\\nOptions:\\n(A) ...\\n(D) ...' followed by the 'Only give the best option.' line."""
-    q = f"Question: {item.question}\nOptions:\n"
-    q += "".join(f"({letter(i)}) {c}\n" for i, c in enumerate(item.candidates))
+    q = f"Question: {question}\nOptions:\n"
+    q += "".join(f"({letter(i)}) {c}\n" for i, c in enumerate(candidates))
     return q.rstrip() + QUESTION_SUFFIX
+
+
+def question_text(item: MLVUItem) -> str:
+    return question_block(item.question, item.candidates)
 
 
 def reference_prompt(item: MLVUItem, video_placeholder: str = "<VideoHere>") -> str:

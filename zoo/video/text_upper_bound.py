@@ -13,6 +13,7 @@ Two ways of answering are scored on the same items:
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import random
 import sys
@@ -21,10 +22,10 @@ from pathlib import Path
 import torch
 
 from eval.video import mlvu
+from eval.video.choices import letter
 
 from .scenes import TASKS, make_video
 
-LETTERS = "ABCD"
 MODES = ("letter", "word")
 
 
@@ -35,9 +36,7 @@ def frame_lines(segments, frames_per_segment: int) -> str:
 
 
 def letter_prompt(video: str, question: dict) -> str:
-    options = "\n".join(f"({LETTERS[j]}) {c}" for j, c in enumerate(question["candidates"]))
-    return (f"{mlvu.SYSTEM}Video:\n{video}\nQuestion: {question['question']}\nOptions:\n{options}"
-            f"{mlvu.QUESTION_SUFFIX}")
+    return f"{mlvu.SYSTEM}Video:\n{video}\n{mlvu.question_block(question['question'], question['candidates'])}"
 
 
 def word_prompt(video: str, question: dict) -> str:
@@ -51,11 +50,14 @@ def render(tokenizer, user: str, answer_prefix: str) -> str:
     return f"{user}\n{answer_prefix}"
 
 
+def letter_token_ids(tokenizer, n_options: int) -> list[int]:
+    return [tokenizer.encode(letter(i), add_special_tokens=False)[0] for i in range(n_options)]
+
+
 @torch.no_grad()
-def letter_choice(model, tokenizer, text: str) -> int:
-    ids = tokenizer(text, return_tensors="pt").input_ids
+def letter_choice(model, ids: torch.Tensor, letter_ids: list[int]) -> int:
+    """The option whose letter is most likely next after the prompt `ids` [1, T]."""
     logits = model(input_ids=ids, logits_to_keep=1).logits[0, -1]
-    letter_ids = [tokenizer.encode(x, add_special_tokens=False)[0] for x in LETTERS]
     return int(logits[letter_ids].argmax())
 
 
@@ -63,8 +65,6 @@ def letter_choice(model, tokenizer, text: str) -> int:
 def word_choice(model, tokenizer, text: str, candidates) -> int:
     """The candidate with the highest summed log-probability as the continuation of `text`; the prompt's
     cache is computed once and copied for each candidate."""
-    import copy
-
     from transformers import DynamicCache
 
     ids = tokenizer(text, return_tensors="pt").input_ids
@@ -95,15 +95,17 @@ def evaluate(model, tokenizer, n_videos: int, segments: int, frames_per_segment:
     from tqdm.auto import tqdm
 
     rng = random.Random(seed)
+    letter_ids = None
     hits = {m: {t: 0 for t in TASKS} for m in MODES}
     prompt_tokens = []
     for k in tqdm(range(n_videos), desc="text upper bound", unit="video", disable=not progress):
         spec, questions = make_video(rng, f"text_{k:05d}", segments, frames_per_segment, 1)
         video = frame_lines(spec.segments, frames_per_segment)
         for task, q in questions.items():
-            text = render(tokenizer, letter_prompt(video, q), mlvu.ANSWER_PREFIX)
-            prompt_tokens.append(len(tokenizer(text).input_ids))
-            hits["letter"][task] += int(q["candidates"][letter_choice(model, tokenizer, text)] == q["answer"])
+            ids = tokenizer(render(tokenizer, letter_prompt(video, q), mlvu.ANSWER_PREFIX), return_tensors="pt").input_ids
+            prompt_tokens.append(ids.shape[1])
+            letter_ids = letter_ids or letter_token_ids(tokenizer, len(q["candidates"]))
+            hits["letter"][task] += int(q["candidates"][letter_choice(model, ids, letter_ids)] == q["answer"])
             text = render(tokenizer, word_prompt(video, q), "Answer:")
             hits["word"][task] += int(q["candidates"][word_choice(model, tokenizer, text, q["candidates"])] == q["answer"])
     return {
