@@ -1,5 +1,6 @@
 """The video chat models `python -m eval.video` drives: the project's tiny LLaVA-NeXT-Video (a folder
-with `tiny_video_processor.json`) or a Hugging Face `LlavaNextVideoForConditionalGeneration` by folder or
+with `tiny_video_processor.json`), the SmolLM2 LLaVA-NeXT-Video (a folder with `smol_llava.json`, see
+zoo/video/smol_llava.py) or a Hugging Face `LlavaNextVideoForConditionalGeneration` by folder or
 hub name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf, where its weights exist).
 
 Both turn frames into inputs the same way (shortest edge resized to the vision tower's image size,
@@ -74,8 +75,14 @@ class VideoChat:
 
 def load_video_chat(name_or_path: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> VideoChat:
     from zoo.video.processor import FILE as TINY_PROCESSOR
+    from zoo.video.smol_llava import META as SMOL_META
 
     path = Path(name_or_path)
+    if (path / SMOL_META).is_file():
+        from zoo.video.smol_llava import load_smol_llava
+
+        model, processor = load_smol_llava(path)
+        return VideoChat(model.to(device), processor, path.name, hf_template=False)
     if (path / TINY_PROCESSOR).is_file():
         from zoo.video.model import load_video_model
 

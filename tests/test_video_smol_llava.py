@@ -1,0 +1,123 @@
+"""The SmolLM2 LLaVA-NeXT-Video: adapters, the frame tokens both stages share, and the saved model."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from eval.video import mlvu
+from zoo.video.frame_text import FrameText, letter_ids, prompt_parts
+from zoo.video.lora import LoRALinear, add_lora, load_lora_state_dict, lora_state_dict, merge_lora
+from zoo.video.render import draw
+from zoo.video.scenes import make_video
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+
+def test_a_new_adapter_changes_nothing_and_only_adapters_train():
+    model, x = _mlp(), torch.randn(3, 8)
+    before = model(x)
+    wrapped = add_lora(model, r=2, alpha=4, targets=("0", "2"))
+    assert wrapped == ["0", "2"] and isinstance(model[0], LoRALinear)
+    assert torch.equal(model(x), before)
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {
+        "0.lora_a", "0.lora_b", "2.lora_a", "2.lora_b"}
+
+
+def test_merged_weights_compute_what_the_adapters_computed_and_state_round_trips():
+    model, x = _mlp(), torch.randn(3, 8)
+    add_lora(model, r=2, alpha=4, targets=("0", "2"))
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_()
+    adapted = model(x)
+    other = _mlp()
+    add_lora(other, r=2, alpha=4, targets=("0", "2"))
+    load_lora_state_dict(other, lora_state_dict(model))
+    assert torch.equal(other(x), adapted)
+    merge_lora(other)
+    assert all(type(m) is nn.Linear for m in (other[0], other[2]))
+    assert torch.allclose(other(x), adapted, atol=1e-5)
+    with pytest.raises(ValueError, match="adapter keys do not match"):
+        load_lora_state_dict(model, {"0.lora_a": torch.zeros(2, 8)})
+
+
+def test_a_frame_is_its_caption_then_background_and_the_prompt_surrounds_the_video(smollm2):
+    _, tok = smollm2
+    frames = FrameText(tok, 25)
+    red_circle = frames.frame_ids(("circle", "red"))
+    assert len(red_circle) == 25 and tok.decode(red_circle[:2]) == " red circle"
+    assert set(red_circle[2:]) == set(frames.frame_ids(None)) == set(frames.background)
+    assert len(frames.frame_ids(("cross", "magenta"))) == 25  # magenta is two tokens
+    with pytest.raises(ValueError, match="tokens_per_frame"):
+        FrameText(tok, 2)
+    before, after = prompt_parts(tok, "What colour is the cross?", ["red", "green", "blue", "yellow"])
+    text = tok.decode(before + frames.frame_ids(None) + after)
+    assert text.index(mlvu.SYSTEM.strip()) < text.index(" black") < text.index("What colour is the cross?")
+    assert text.endswith(mlvu.ANSWER_PREFIX)
+    assert [tok.decode([i]) for i in letter_ids(tok, 4)] == ["A", "B", "C", "D"]
+
+
+@pytest.fixture(scope="module")
+def smol_model():
+    from zoo.video.smol_llava import build
+
+    return build()
+
+
+def test_the_video_prompt_holds_the_ids_the_language_stage_trained_on(smollm2, smol_model):
+    """Stage 1 trains on prompt_parts' ids around the frames; eval.video must give the same ids around the
+    video placeholders, or the fine-tuned model is evaluated on a prompt it never saw."""
+    _, tok = smollm2
+    model, processor = smol_model
+    spec, questions = make_video(random.Random(0), "v", 8, 2, 1)
+    q = questions["order"]
+    prompt = processor.chat_prompt(mlvu.SYSTEM, mlvu.question_block(q["question"], q["candidates"]), mlvu.ANSWER_PREFIX)
+    ids = processor.expand_ids(prompt, spec.n_frames)
+    before, after = prompt_parts(tok, q["question"], q["candidates"])
+    n_video = spec.n_frames * processor.tokens_per_frame
+    assert processor.tokens_per_frame == 25
+    assert ids == before + [model.config.video_token_index] * n_video + after
+
+
+def test_saved_model_loads_with_its_trained_weights_and_answers_identically(smol_model, tmp_path):
+    from zoo.video.smol_llava import ADAPTER_FILE, load_smol_llava, save_smol_llava
+
+    model, processor = smol_model
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.model.multi_modal_projector.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    adapter_model = model.model.language_model
+    add_lora(adapter_model, r=2, alpha=4, targets=("q_proj",))
+    with torch.no_grad():
+        for layer in adapter_model.layers:
+            layer.self_attn.q_proj.lora_b.normal_(0, 0.01)
+    adapter = lora_state_dict(adapter_model)
+    frames = np.stack([draw("circle", "red", 64), draw(None, None, 64)] * 3)
+    inputs = processor(processor.chat_prompt(mlvu.SYSTEM, "Question: what?", mlvu.ANSWER_PREFIX), frames)
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    save_smol_llava(tmp_path, model, adapter, {"lora_rank": 2, "lora_alpha": 4, "lora_targets": ["q_proj"]})
+    merge_lora(adapter_model)
+    assert (tmp_path / ADAPTER_FILE).stat().st_size < 2_000_000
+    loaded, _ = load_smol_llava(tmp_path)
+    with torch.no_grad():
+        got = loaded(**inputs).logits
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert got[0, -1].argmax() == expected[0, -1].argmax()
+
+
+def test_a_folder_without_its_description_is_refused_by_name(tmp_path):
+    from zoo.video.smol_llava import load_smol_llava
+
+    with pytest.raises(FileNotFoundError, match="smol_llava.json"):
+        load_smol_llava(tmp_path)
+    (tmp_path / "smol_llava.json").write_text('{"base": "smollm2"}')
+    with pytest.raises(ValueError, match="lora_rank"):
+        load_smol_llava(tmp_path)

@@ -1,0 +1,122 @@
+"""Stage 2 of the SmolLM2 LLaVA: train the vision tower and projector so that a frame's 25 video tokens
+are the language model's input embeddings of the frame's caption tokens (zoo/video/frame_text.py:
+" red circle", then " black" for the background). The language model, frozen here, then reads a video
+as it read the captions in stage 1; no language-model forward is needed, so this stage takes a minute.
+
+Training frames are every frame a built-in video can hold (each shape in each colour, and the empty
+frame), drawn clean and after an H.264 round trip (the built-in videos' codec), with pixel noise.
+
+    python -m zoo.video.vision_stage --out runs/video-vision --steps 400
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .frame_text import FrameText
+from .render import COLOURS, SHAPES, draw
+
+FRAME_SIZE = 64  # the built-in videos' frame size (zoo.video.make_builtin)
+
+
+def frame_classes() -> list[tuple[str, str] | None]:
+    return [None] + [(s, c) for s in SHAPES for c in COLOURS]
+
+
+def h264_round_trip(frames: np.ndarray) -> np.ndarray:
+    from eval.video.frames import open_video, read_frames
+
+    from .mp4 import write_mp4
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "classes.mp4"
+        write_mp4(path, frames, fps=8)
+        return read_frames(open_video(path), list(range(len(frames))))
+
+
+def training_frames(processor) -> tuple[torch.Tensor, list]:
+    """[2 * classes, 3, S, S] normalised pixels (clean, then H.264) and the class of each."""
+    classes = frame_classes()
+    clean = np.stack([draw(*(c or (None, None)), FRAME_SIZE) for c in classes])
+    both = np.concatenate([clean, h264_round_trip(clean)])
+    return processor.normalize(processor.frames_to_uint8(both)), classes + classes
+
+
+def video_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
+    """[N, 3, S, S] frames -> [N, tokens_per_frame, hidden] projected video features."""
+    cfg = model.config
+    out = model.model.get_video_features(pixel_values_videos=pixels[None], vision_feature_layer=cfg.vision_feature_layer,
+                                         vision_feature_select_strategy=cfg.vision_feature_select_strategy)
+    return out.pooler_output.reshape(len(pixels), -1, cfg.text_config.hidden_size)
+
+
+@torch.no_grad()
+def decode_accuracy(model, pixels: torch.Tensor, target_ids: torch.Tensor) -> float:
+    """Share of video tokens whose nearest input embedding (Euclidean) is the caption's token."""
+    emb = model.get_input_embeddings().weight
+    out = video_tokens(model, pixels)
+    pred = (out.pow(2).sum(-1, keepdim=True) - 2 * out @ emb.T + emb.pow(2).sum(-1)).argmin(-1)
+    return float((pred == target_ids).float().mean())
+
+
+def train(model, processor, steps: int, lr: float = 3e-3, noise: float = 0.05, seed: int = 0, log=print) -> dict:
+    torch.manual_seed(seed)
+    frames = FrameText(processor.tokenizer.inner, int(model.config.video_seq_length))
+    pixels, classes = training_frames(processor)
+    target_ids = torch.tensor([frames.frame_ids(c) for c in classes])
+    with torch.no_grad():
+        targets = model.get_input_embeddings()(target_ids)
+    background = target_ids == frames.background[0]
+    weight = torch.where(background, 1.0, float(background.sum() / (~background).sum()))  # caption and background slots weigh alike
+    params = [p for n, p in model.named_parameters() if n.startswith(("model.vision_tower.", "model.multi_modal_projector."))]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    model.train()
+    for step in range(1, steps + 1):
+        noisy = pixels + noise * torch.randn_like(pixels)
+        loss = ((video_tokens(model, noisy) - targets).pow(2).mean(-1) * weight).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if step % 50 == 0 or step == steps:
+            model.eval()
+            acc = decode_accuracy(model, pixels, target_ids)
+            model.train()
+            log(json.dumps({"step": step, "mse": loss.item(), "token_accuracy": acc}))
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    return {"mse": loss.item(), "token_accuracy": decode_accuracy(model, pixels, target_ids),
+            "target_rms": float(targets.pow(2).mean().sqrt())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True, help="folder for the model (smol_llava.py layout)")
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    from .smol_llava import build, save_smol_llava
+
+    torch.set_num_threads(a.threads)
+    model, processor = build(seed=a.seed)
+    result = train(model, processor, a.steps, seed=a.seed, log=lambda m: print(m, flush=True))
+    save_smol_llava(a.out, model, None, {"vision_stage": {"steps": a.steps, "seed": a.seed, **result}})
+    print(json.dumps(result), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
