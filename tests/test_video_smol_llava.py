@@ -121,3 +121,36 @@ def test_a_folder_without_its_description_is_refused_by_name(tmp_path):
     (tmp_path / "smol_llava.json").write_text('{"base": "smollm2"}')
     with pytest.raises(ValueError, match="lora_rank"):
         load_smol_llava(tmp_path)
+
+
+def test_questions_sharing_the_video_prefix_get_the_logits_and_gradients_of_full_sequences(smollm2):
+    from zoo.video.lm_stage import examples, video_logits
+
+    model, tok = smollm2
+    frames = FrameText(tok, 3)
+    ex = examples(random.Random(2), tok, frames, 8, 2)
+    assert len({tuple(e[0]) for e in ex}) == 1 and len({len(e[1]) for e in ex}) > 1  # padding is exercised
+    layer = model.model.layers[-1].mlp.down_proj.weight
+    before = layer.requires_grad
+    layer.requires_grad_(True)
+    try:
+        shared = video_logits(model, ex)
+        shared.sum().backward()
+        grad_shared, layer.grad = layer.grad.clone(), None
+        full = torch.stack([model(input_ids=torch.tensor([e[0] + e[1]])).logits[0, -1, e[2]] for e in ex])
+        full.sum().backward()
+        assert torch.allclose(shared, full, atol=1e-4)
+        assert torch.allclose(grad_shared, layer.grad, atol=1e-4, rtol=1e-3)
+    finally:
+        layer.grad = None
+        layer.requires_grad_(before)
+
+
+def test_word_answers_are_told_apart_by_one_token_after_what_they_share(smollm2):
+    from zoo.video.frame_text import word_ids
+
+    _, tok = smollm2
+    shared, ids = word_ids(tok, ["1", "2", "3", "4"])
+    assert [tok.decode(shared + [i]) for i in ids] == [" 1", " 2", " 3", " 4"]
+    shared, ids = word_ids(tok, ["red", "green", "blue", "yellow"])
+    assert shared == [] and [tok.decode([i]) for i in ids] == [" red", " green", " blue", " yellow"]

@@ -12,4 +12,9 @@ Modules:
   rebuild       CLI: the stages that make the shipped model, from scratch, in one command
   evaluate      CLI: full-cache accuracy on a split
   text_upper_bound  CLI: a language model on the same questions with every frame given as text
+  lora          low-rank adapters: add, save, load, merge
+  frame_text    frames as caption tokens and the chat prompt around them (shared by both SmolLM2 stages)
+  smol_llava    the LLaVA-NeXT-Video on the embedded SmolLM2: build, save, load (`load_smol_llava`)
+  lm_stage      CLI: adapters that teach SmolLM2 the questions on caption tokens (resumable)
+  vision_stage  CLI: vision tower and projector regressed onto the caption tokens' embeddings
 """

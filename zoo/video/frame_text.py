@@ -55,3 +55,30 @@ def letter_ids(tokenizer, n_options: int) -> list[int]:
     if any(len(i) != 1 for i in ids):
         raise ValueError(f"option letters are not single tokens: {ids}")
     return [i[0] for i in ids]
+
+
+WORD_ANSWER_PREFIX = "Answer:"
+
+
+def word_prompt_parts(tokenizer, question: str) -> tuple[list[int], list[int]]:
+    """Token ids before and after the video for a question asked without options, answered in words
+    after "Answer:" (a training aid: the option letters are what `eval.video` reads)."""
+    user = f"{VIDEO_PLACEHOLDER}\nQuestion: {question}"
+    text = tokenizer.apply_chat_template(
+        [{"role": "system", "content": mlvu.SYSTEM.strip()}, {"role": "user", "content": user}],
+        tokenize=False, add_generation_prompt=True) + WORD_ANSWER_PREFIX
+    before, after = text.split(VIDEO_PLACEHOLDER)
+    return (tokenizer.encode(before, add_special_tokens=False), tokenizer.encode(after, add_special_tokens=False))
+
+
+def word_ids(tokenizer, candidates) -> tuple[list[int], list[int]]:
+    """(tokens all candidates start with, the first token where each differs) for the candidates as words
+    after "Answer:" (" red" is one token; " 3" is " " then "3")."""
+    seqs = [tokenizer.encode(" " + c, add_special_tokens=False) for c in candidates]
+    k = 0
+    while all(len(s) > k + 1 for s in seqs) and len({s[k] for s in seqs}) == 1:
+        k += 1
+    ids = [s[k] for s in seqs]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"candidates {list(candidates)} are not told apart by one token")
+    return seqs[0][:k], ids

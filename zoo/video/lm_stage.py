@@ -18,17 +18,25 @@ from pathlib import Path
 
 import torch
 
-from .frame_text import FrameText, letter_ids, prompt_parts
+from .frame_text import FrameText, letter_ids, prompt_parts, word_ids, word_prompt_parts
 from .lora import add_lora, load_lora_state_dict, lora_state_dict
 from .scenes import TASKS, make_video
 
 ADAPTER = "adapter.safetensors"
 STATE = "train_state.pt"
 LOG = "log.jsonl"
+SETTINGS = "settings.json"
 
 
-def examples(rng: random.Random, tokenizer, frames: FrameText, n_segments: int, frames_per_segment: int):
-    """One generated video's four questions as (ids, answer index, task)."""
+MODES = ("letter", "word")
+
+
+def examples(rng: random.Random, tokenizer, frames: FrameText, n_segments: int, frames_per_segment: int,
+             mode: str = "letter"):
+    """One generated video's four questions as (prefix ids, question ids, option ids, answer index, task):
+    the prefix (chat template start and the video) is the same for all four. `mode` "letter" asks as
+    eval.video does (options shown, the letter answers); "word" asks without options and the answer is
+    the option's word."""
     for _ in range(100):  # short videos sometimes cannot hold every question type: draw another
         try:
             spec, questions = make_video(rng, "train", n_segments, frames_per_segment, 1)
@@ -41,35 +49,73 @@ def examples(rng: random.Random, tokenizer, frames: FrameText, n_segments: int, 
     out = []
     for task in TASKS:
         q = questions[task]
-        before, after = prompt_parts(tokenizer, q["question"], q["candidates"])
-        out.append((before + video + after, q["candidates"].index(q["answer"]), task))
+        if mode == "letter":
+            (before, after), options = prompt_parts(tokenizer, q["question"], q["candidates"]), letter_ids(tokenizer, 4)
+        else:
+            (before, after), (shared, options) = word_prompt_parts(tokenizer, q["question"]), word_ids(tokenizer, q["candidates"])
+            after = after + shared
+        out.append((before + video, after, options, q["candidates"].index(q["answer"]), task))
     return out
 
 
-def batch_logits(model, seqs: list[list[int]], option_ids: list[int]) -> torch.Tensor:
-    """[B, n_options] next-token logits of the option letters after each sequence (right padded)."""
-    longest = max(map(len, seqs))
-    ids = torch.zeros(len(seqs), longest, dtype=torch.long)
-    mask = torch.zeros(len(seqs), longest, dtype=torch.long)
-    for i, s in enumerate(seqs):
+def shared_prefix_logits(model, prefix: list[int], suffixes: list[list[int]], option_ids: list[list[int]]) -> torch.Tensor:
+    """[B, n_options] next-token logits of each suffix's option tokens after prefix + that suffix. The prefix is
+    computed once and its keys and values are shared by the B suffixes (right padded), gradients included."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    model.model(input_ids=torch.tensor([prefix]), past_key_values=cache, use_cache=True)
+    b, longest = len(suffixes), max(map(len, suffixes))
+    for layer in cache.layers:
+        layer.keys = layer.keys.expand(b, -1, -1, -1)
+        layer.values = layer.values.expand(b, -1, -1, -1)
+    ids = torch.zeros(b, longest, dtype=torch.long)
+    mask = torch.zeros(b, len(prefix) + longest, dtype=torch.long)
+    mask[:, : len(prefix)] = 1
+    for i, s in enumerate(suffixes):
         ids[i, : len(s)] = torch.tensor(s)
-        mask[i, : len(s)] = 1
-    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    last = hidden[torch.arange(len(seqs)), torch.tensor([len(s) - 1 for s in seqs])]
-    return model.lm_head(last)[:, option_ids]
+        mask[i, len(prefix) : len(prefix) + len(s)] = 1
+    hidden = model.model(input_ids=ids, attention_mask=mask, past_key_values=cache, use_cache=True).last_hidden_state
+    last = hidden[torch.arange(b), torch.tensor([len(s) - 1 for s in suffixes])]
+    return model.lm_head(last).gather(1, torch.tensor(option_ids))
+
+
+def video_logits(model, ex: list[tuple]) -> torch.Tensor:
+    """[4, n_options] letter logits of one video's questions (`examples` output)."""
+    prefix = ex[0][0]
+    if any(e[0] != prefix for e in ex):
+        raise ValueError("the questions of one video must share their prefix")
+    return shared_prefix_logits(model, prefix, [e[1] for e in ex], [e[2] for e in ex])
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, frames: FrameText, option_ids, n_videos: int, n_segments: int,
-             frames_per_segment: int, seed: int) -> dict[str, float]:
+def evaluate(model, tokenizer, frames: FrameText, n_videos: int, n_segments: int,
+             frames_per_segment: int, seed: int, mode: str = "letter") -> dict[str, float]:
     rng = random.Random(seed)
     hits = {t: 0 for t in TASKS}
     for _ in range(n_videos):
-        ex = examples(rng, tokenizer, frames, n_segments, frames_per_segment)
-        pred = batch_logits(model, [e[0] for e in ex], option_ids).argmax(-1)
-        for (_, ans, task), p in zip(ex, pred.tolist()):
+        ex = examples(rng, tokenizer, frames, n_segments, frames_per_segment, mode)
+        pred = video_logits(model, ex).argmax(-1)
+        for (_, _, _, ans, task), p in zip(ex, pred.tolist()):
             hits[task] += int(p == ans)
     return {t: hits[t] / n_videos for t in TASKS}
+
+
+def decoder_adapter(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """The adapters of a stage folder with keys relative to the decoder (`layers.N...`, as
+    zoo.video.smol_llava loads them) and the description the model folder records."""
+    from safetensors.torch import load_file
+
+    path = Path(folder) / ADAPTER
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no {ADAPTER} (not a zoo.video.lm_stage folder)")
+    state = {k.removeprefix("model."): v for k, v in load_file(str(path)).items()}
+    settings = json.loads((Path(folder) / SETTINGS).read_text())
+    rows = [json.loads(line) for line in (Path(folder) / LOG).read_text().splitlines() if line.strip()]
+    evals = [r for r in rows if "eval" in r]
+    return state, {"lora_rank": settings["rank"], "lora_alpha": settings["alpha"],
+                   "lm_stage": {"steps": max((r["step"] for r in rows), default=0),
+                                "last_eval": evals[-1] if evals else None}}
 
 
 def save(out: Path, model, opt, step: int, rng: random.Random) -> None:
@@ -90,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segments", default="8,12", help="min,max segments of a training video")
     ap.add_argument("--frames-per-segment", type=int, default=2)
     ap.add_argument("--tokens-per-frame", type=int, default=25)
-    ap.add_argument("--videos-per-step", type=int, default=2, help="each gives its 4 questions")
+    ap.add_argument("--videos-per-step", type=int, default=4, help="each gives its 4 questions")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--word-fraction", type=float, default=0.0,
+                    help="share of training videos asked without options and answered in words")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--alpha", type=float, default=32.0)
@@ -111,8 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
     frames = FrameText(tokenizer, a.tokens_per_frame)
-    option_ids = letter_ids(tokenizer, 4)
     a.out.mkdir(parents=True, exist_ok=True)
+    settings_path = a.out / SETTINGS
+    if settings_path.exists():
+        fixed = json.loads(settings_path.read_text())
+        if (fixed["rank"], fixed["alpha"]) != (a.rank, a.alpha):
+            raise ValueError(f"{settings_path}: adapters of rank {fixed['rank']}, alpha {fixed['alpha']}; "
+                             f"this run asks for rank {a.rank}, alpha {a.alpha}")
+    else:
+        settings_path.write_text(json.dumps({"rank": a.rank, "alpha": a.alpha, "base": "smollm2"}))
     rng, step = random.Random(a.seed), 0
     torch.manual_seed(a.seed)
     if (a.out / STATE).exists():
@@ -128,32 +183,42 @@ def main(argv: list[str] | None = None) -> int:
     log = open(a.out / LOG, "a")
     model.train()
     running, t0 = [], time.time()
+    by_task = {t: [] for t in TASKS}
     while step < a.steps:
-        batch = [e for _ in range(a.videos_per_step)
-                 for e in examples(rng, tokenizer, frames, rng.randint(lo, hi), a.frames_per_segment)]
+        videos = [examples(rng, tokenizer, frames, rng.randint(lo, hi), a.frames_per_segment,
+                           "word" if rng.random() < a.word_fraction else "letter")
+                  for _ in range(a.videos_per_step)]
         for g in opt.param_groups:
             g["lr"] = a.lr * min(1.0, (step + 1) / a.warmup)
-        logits = batch_logits(model, [e[0] for e in batch], option_ids)
-        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([e[1] for e in batch]))
         opt.zero_grad()
-        loss.backward()
+        loss = 0.0
+        for ex in videos:  # one backward per video: its graph is freed before the next is built
+            each = torch.nn.functional.cross_entropy(video_logits(model, ex),
+                                                     torch.tensor([e[3] for e in ex]), reduction="none")
+            (each.mean() / len(videos)).backward()
+            loss += each.mean().item() / len(videos)
+            for e, value in zip(ex, each.tolist()):
+                by_task[e[4]].append(value)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
-        running.append(loss.item())
+        running.append(loss)
         if step % 10 == 0:
             row = {"step": step, "loss": sum(running) / len(running), "s_per_step": (time.time() - t0) / len(running),
-                   "segments": [lo, hi], "tokens_per_frame": a.tokens_per_frame, "tokens": max(len(e[0]) for e in batch)}
+                   "segments": [lo, hi], "tokens_per_frame": a.tokens_per_frame,
+                   "task_loss": {t: round(sum(v) / max(1, len(v)), 3) for t, v in by_task.items()},
+                   "tokens": max(len(ex[0][0]) + len(ex[0][1]) for ex in videos)}
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
             log.flush()
             running, t0 = [], time.time()
+            by_task = {t: [] for t in TASKS}
         if step % a.eval_every == 0 or step == a.steps:
             model.eval()
-            acc = evaluate(model, tokenizer, frames, option_ids, a.eval_videos, a.eval_segments,
-                           a.frames_per_segment, seed=10_000)
+            acc = {m: evaluate(model, tokenizer, frames, a.eval_videos, a.eval_segments, a.frames_per_segment,
+                               seed=10_000, mode=m) for m in (MODES if a.word_fraction > 0 else ("letter",))}
             model.train()
-            row = {"step": step, "eval": acc, "eval_segments": a.eval_segments, "tokens_per_frame": a.tokens_per_frame}
+            row = {"step": step, "eval": acc["letter"], "eval_word": acc.get("word"), "eval_segments": a.eval_segments, "tokens_per_frame": a.tokens_per_frame}
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
             log.flush()

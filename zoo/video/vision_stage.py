@@ -107,13 +107,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lm-stage", type=Path, default=None,
+                    help="a zoo.video.lm_stage folder whose adapters the saved model carries")
     a = ap.parse_args(argv)
     from .smol_llava import build, save_smol_llava
 
     torch.set_num_threads(a.threads)
     model, processor = build(seed=a.seed)
     result = train(model, processor, a.steps, seed=a.seed, log=lambda m: print(m, flush=True))
-    save_smol_llava(a.out, model, None, {"vision_stage": {"steps": a.steps, "seed": a.seed, **result}})
+    meta = {"vision_stage": {"steps": a.steps, "seed": a.seed, **result}}
+    adapter = None
+    if a.lm_stage is not None:
+        from .lm_stage import decoder_adapter
+
+        adapter, lm_meta = decoder_adapter(a.lm_stage)
+        meta.update(lm_meta)
+    save_smol_llava(a.out, model, adapter, meta)
     print(json.dumps(result), file=sys.stderr)
     return 0
 
