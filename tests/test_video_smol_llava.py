@@ -1,4 +1,5 @@
 """The SmolLM2 LLaVA-NeXT-Video: adapters, the frame tokens both stages share, and the saved model."""
+import json
 import random
 
 import numpy as np
@@ -154,3 +155,23 @@ def test_word_answers_are_told_apart_by_one_token_after_what_they_share(smollm2)
     assert [tok.decode(shared + [i]) for i in ids] == [" 1", " 2", " 3", " 4"]
     shared, ids = word_ids(tok, ["red", "green", "blue", "yellow"])
     assert shared == [] and [tok.decode([i]) for i in ids] == [" red", " green", " blue", " yellow"]
+
+
+def test_a_committed_compact_copy_continues_training_where_the_stage_stopped(tmp_path):
+    from safetensors.torch import load_file
+
+    from zoo.video import lm_stage
+
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    small = ["--segments", "4,4", "--tokens-per-frame", "3", "--videos-per-step", "1", "--eval-every", "1",
+             "--eval-videos", "1", "--eval-segments", "4", "--rank", "2", "--alpha", "4", "--warmup", "1"]
+    assert lm_stage.main(["--out", str(run), "--steps", "1", *small]) == 0
+    assert lm_stage.main(["--out", str(run), "--copy-to", str(copy)]) == 0
+    full, compact = load_file(str(run / lm_stage.ADAPTER)), load_file(str(copy / lm_stage.ADAPTER))
+    assert compact.keys() == full.keys() and all(v.dtype == torch.bfloat16 for v in compact.values())
+    assert not (copy / lm_stage.STATE).exists() and not list(copy.glob("*.tmp"))
+    assert lm_stage.main(["--out", str(copy), "--steps", "2", *small]) == 0
+    steps = [json.loads(line)["step"] for line in (copy / lm_stage.LOG).read_text().splitlines()]
+    assert steps == [1, 2]  # the copied log, then the continued step
+    with pytest.raises(ValueError, match="rank 2"):
+        lm_stage.main(["--out", str(copy), "--steps", "3", *small[:-4], "--rank", "4", "--alpha", "4"])

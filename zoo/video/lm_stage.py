@@ -6,6 +6,9 @@ Resumable: `--out` holds the adapters, the optimiser, the step and a log; runnin
 and a later phase may change the segment range or the frame length (a curriculum).
 
     python -m zoo.video.lm_stage --out runs/video-lm --steps 400 --segments 8,12 --tokens-per-frame 3
+
+A folder holding only the adapters and the log (a committed `--copy-to` copy) continues too, with a new
+optimiser.
 """
 from __future__ import annotations
 
@@ -118,6 +121,20 @@ def decoder_adapter(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
                                 "last_eval": evals[-1] if evals else None}}
 
 
+def compact_copy(folder: Path, dest: Path) -> None:
+    """Adapters in bfloat16, settings and log: what a session commits so the next one continues (about a
+    quarter of the stage folder; the optimiser's moments are left behind)."""
+    from safetensors.torch import load_file, save_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    state = {k: v.to(torch.bfloat16) for k, v in load_file(str(folder / ADAPTER)).items()}
+    save_file(state, str(dest / (ADAPTER + ".tmp")))
+    (dest / (ADAPTER + ".tmp")).replace(dest / ADAPTER)
+    for name in (SETTINGS, LOG):
+        (dest / (name + ".tmp")).write_bytes((folder / name).read_bytes())
+        (dest / (name + ".tmp")).replace(dest / name)
+
+
 def save(out: Path, model, opt, step: int, rng: random.Random) -> None:
     from safetensors.torch import save_file
 
@@ -132,7 +149,7 @@ def save(out: Path, model, opt, step: int, rng: random.Random) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--steps", type=int, required=True, help="train until this total step count")
+    ap.add_argument("--steps", type=int, default=None, help="train until this total step count")
     ap.add_argument("--segments", default="8,12", help="min,max segments of a training video")
     ap.add_argument("--frames-per-segment", type=int, default=2)
     ap.add_argument("--tokens-per-frame", type=int, default=25)
@@ -148,7 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-segments", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--copy-to", type=Path, default=None,
+                    help="only write a compact copy of --out here (zoo.video.lm_stage.compact_copy)")
     a = ap.parse_args(argv)
+    if a.copy_to is not None:
+        compact_copy(a.out, a.copy_to)
+        return 0
+    if a.steps is None:
+        ap.error("--steps is required (except with --copy-to)")
     from adapters.loading import load_model
     from safetensors.torch import load_file
 
@@ -178,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed at step {step}", file=sys.stderr)
+    elif (a.out / ADAPTER).exists():  # a committed copy: adapters and log only; the optimiser starts afresh
+        load_lora_state_dict(model, {k: v.float() for k, v in load_file(str(a.out / ADAPTER)).items()})
+        rows = [json.loads(line) for line in (a.out / LOG).read_text().splitlines() if line.strip()]
+        step = max((r["step"] for r in rows), default=0)
+        rng = random.Random(a.seed + step)
+        print(f"continued from the adapters at step {step} with a new optimiser", file=sys.stderr)
     for g in opt.param_groups:
         g["lr"] = a.lr
     log = open(a.out / LOG, "a")
