@@ -83,3 +83,18 @@ def test_a_builtin_split_of_another_size_is_never_reused(tmp_path, monkeypatch):
     small, large = video.builtin_split(1), video.builtin_split(2)
     assert small != large
     assert len(mlvu.load(small, tasks=None)) == 4 and len(mlvu.load(large, tasks=None)) == 8  # 4 question types
+
+
+def test_words_format_asks_without_options_and_is_recorded(tmp_path, capsys, monkeypatch):
+    from eval.video import __main__ as video
+    from eval.video.models import VideoChat
+
+    asked = []
+    real = VideoChat.reply
+    monkeypatch.setattr(VideoChat, "reply", lambda self, frames, prompt, n: asked.append(prompt) or real(self, frames, prompt, n))
+    assert video.main(["--policies", "full", "--limit", "1", "--n-test", "4", "--answer-format", "words",
+                       "--out-dir", str(tmp_path)]) == 0
+    assert asked and all(p.endswith(mlvu.WORDS_ANSWER_PREFIX) and "Options:" not in p for p in asked)
+    assert "answer format: words" in capsys.readouterr().out
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["answer_format"] == "words" and results["policies"]["full"]["num"] == 4

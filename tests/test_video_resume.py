@@ -61,6 +61,7 @@ def test_a_failing_policy_loses_none_of_the_earlier_ones(tmp_path, monkeypatch):
     (["--ckpt", "no/such"], "--ckpt no/such: not a usable NAMM checkpoint"),
     (["--benchmark", "mlvu"], "--benchmark mlvu needs --data-dir"),
     (["--benchmark", "mlvu", "--data-dir", "no/such"], "--data-dir no/such: folder not found"),
+    (["--benchmark", "longvideobench", "--answer-format", "words"], "--answer-format words: LongVideoBench"),
 ])
 def test_bad_arguments_are_one_line_before_anything_loads(tmp_path, monkeypatch, capsys, argv, words):
     monkeypatch.setattr(video, "builtin_split", lambda n: pytest.fail("data was made before the arguments were checked"))

@@ -64,3 +64,16 @@ def test_lvb_summary_groups_and_counts_missing():
     assert abs(s["acc"] - 2 / 3) < 1e-9 and s["acc_missing_as_wrong"] == 0.5
     assert s["by_duration_group"] == {"15": {"num": 2, "acc": 0.5}, "600": {"num": 1, "acc": 1.0}}
     assert s["by_question_category"]["S2E"] == {"num": 2, "acc": 1.0}
+
+
+def test_words_format_takes_the_option_the_reply_starts_with_and_nothing_else():
+    item = mlvu.MLVUItem("count", 0, "v.mp4", "How many?", ["1", "2", "10", "4"], "10", "C", None, None, {})
+    assert mlvu.score(item, " 10", "words")["correct"]
+    assert mlvu.score(item, "10 times.", "words")["pred"] == "C"  # the longest option the reply starts with
+    assert mlvu.score(item, " 1.", "words")["pred"] == "A"
+    assert mlvu.score(item, " 100", "words")["pred"] is None  # no option is a whole word of it: wrong
+    colours = mlvu.MLVUItem("needle", 0, "v.mp4", "What colour?", ["red", "green"], "green", "B", None, None, {})
+    assert mlvu.score(colours, " Green circle", "words")["correct"]
+    assert not mlvu.score(colours, " reddish", "words")["correct"]
+    assert not mlvu.score(colours, " The green one", "words")["correct"]  # the reply must start with the option
+    assert not mlvu.score(colours, "B", "words")["correct"]  # a letter is not an answer in this format

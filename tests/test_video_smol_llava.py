@@ -86,6 +86,21 @@ def test_the_video_prompt_holds_the_ids_the_language_stage_trained_on(smollm2, s
     assert ids == before + [model.config.video_token_index] * n_video + after
 
 
+def test_the_words_prompt_holds_the_ids_the_language_stage_trained_on(smollm2, smol_model):
+    from eval.video.models import VideoChat
+    from zoo.video.frame_text import word_prompt_parts
+
+    _, tok = smollm2
+    model, processor = smol_model
+    spec, questions = make_video(random.Random(1), "v", 8, 2, 1)
+    q = questions["count"]
+    item = mlvu.MLVUItem("count", 0, "v.mp4", q["question"], q["candidates"], q["answer"], "A", None, None, {})
+    prompt = VideoChat(model, processor, "smol", hf_template=False).mlvu_words_prompt(item)
+    before, after = word_prompt_parts(tok, q["question"])
+    n_video = spec.n_frames * processor.tokens_per_frame
+    assert processor.expand_ids(prompt, spec.n_frames) == before + [model.config.video_token_index] * n_video + after
+
+
 def test_saved_model_loads_with_its_trained_weights_and_answers_identically(smol_model, tmp_path):
     from zoo.video.smol_llava import ADAPTER_FILE, load_smol_llava, save_smol_llava
 

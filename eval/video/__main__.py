@@ -2,6 +2,7 @@
 
     python -m eval.video [--ckpt NAMM_DIR] [--benchmark builtin|mlvu|longvideobench] [--data-dir D]
                          [--model M] [--frames 32] [--policies full,namm,h2o,l2] [--limit N]
+                         [--answer-format letter|words]
 
 `builtin` is the generated MLVU-format benchmark (its test split is generated on first use under
 .cache/video_builtin-eval). MLVU and the builtin benchmark print per-task accuracy and M-Avg per
@@ -10,6 +11,11 @@ question category to the results JSON). Every table carries the mean cache fract
 and a plot of accuracy against cache fraction are written. The default model is the small one
 shipped in checkpoints/llava-video-tiny (see zoo/video); `--model` also takes a Hugging Face
 LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
+
+`--answer-format letter` (default) is MLVU's protocol: options listed, the reply after "Best option:(" must be
+the answer's letter. `words` (MLVU and builtin only) asks the question without options and the greedy reply
+after "Answer:" must start with the answer's text (any other reply is wrong): a cloze form for models too
+small to map options to letters, such as zoo/video's SmolLM2 LLaVA.
 
 Every policy updates on one schedule (the NAMM checkpoint's where its config.json sets it; see
 eval.policy_setup): with n_up 512 and no update at the prompt's end, a prompt shorter than 512 tokens is
@@ -97,8 +103,9 @@ def evaluate_policy(chat, items, name, args, setup, budgets=None):
                        args.subtitles, args.seed, stats, log=log)
         summary = lvb.summarize(rows)
     else:
-        rows = run_mlvu(items, lambda frames, item: answer(frames, chat.mlvu_prompt(item), item), args.frames, stats,
-                        log=log)
+        prompt = chat.mlvu_words_prompt if args.answer_format == "words" else chat.mlvu_prompt
+        rows = run_mlvu(items, lambda frames, item: answer(frames, prompt(item), item), args.frames, stats,
+                        log=log, answer_format=args.answer_format)
         summary = mlvu.summarize(rows)
     summary.update(cache_fraction=sum(fractions.values()) / len(fractions) if fractions else None,
                    seconds_per_item=(time.perf_counter() - started) / max(1, len(items)),
@@ -113,7 +120,10 @@ def evaluate_policy(chat, items, name, args, setup, budgets=None):
 
 
 def _header(results: dict) -> list[str]:
-    return [results["schedule"]["description"], f"baselines' budget: {results['budget_mode']}"]
+    lines = [results["schedule"]["description"], f"baselines' budget: {results['budget_mode']}"]
+    if results.get("answer_format", "letter") != "letter":
+        lines.append(f"answer format: {results['answer_format']} (question without options, reply matched to the option texts)")
+    return lines
 
 
 def _budget(summary: dict) -> str:
@@ -168,6 +178,8 @@ def validate_args(args) -> policy_setup.PolicySetup:
         at_least(option, value, 1)  # --limit 0 used to mean "no limit": omit it for that
     at_least("--seed", args.seed, 0)
     setup = policy_setup.resolve(args, names, DEFAULT_SCHEDULE)
+    if args.answer_format == "words" and args.benchmark == "longvideobench":
+        raise UserError("--answer-format words: LongVideoBench is scored by its official letter rule; use letter")
     if args.benchmark != "builtin":
         if not args.data_dir:
             raise UserError(f"--benchmark {args.benchmark} needs --data-dir with the benchmark's files")
@@ -180,7 +192,7 @@ def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=
     """Everything that changes one policy's result."""
     settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": name, "frames": args.frames,
                 "limit": args.limit, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype,
-                "device": args.device, "seed": args.seed}
+                "device": args.device, "seed": args.seed, "answer_format": args.answer_format}
     settings.update(policy_setup.rule_settings(name))
     if args.benchmark == "builtin":
         settings["n_test"] = args.n_test
@@ -221,6 +233,8 @@ def _main(argv=None) -> int:
     policy_setup.add_arguments(parser, DEFAULT_SCHEDULE)
     parser.add_argument("--limit", type=int, default=None, help="at most this many items per task (MLVU, builtin) or in all (LongVideoBench)")
     parser.add_argument("--n-test", type=int, default=100, help="videos generated for the builtin benchmark")
+    parser.add_argument("--answer-format", default="letter", choices=list(mlvu.ANSWER_FORMATS),
+                        help="letter: MLVU's options and letter; words: the question alone, the reply matched to the option texts")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/video")
@@ -246,7 +260,8 @@ def _main(argv=None) -> int:
     chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
     stored = PolicyResults(out)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None
-    results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames, **setup.as_json(),
+    results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
+               "answer_format": args.answer_format, **setup.as_json(),
                "ckpt_sha256": ckpt_sha256, "chance": chance, "policies": {}}
     for i, name in enumerate(tqdm(names, desc="eval.video", unit="policy")):
         budgets = item_budgets(setup, name, results["policies"])

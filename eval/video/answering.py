@@ -2,7 +2,7 @@
 are videos that cannot be decoded (a corrupt or truncated file counts like a missing one).
 
 `reply_fn(frames, item)` returns the model's reply text; for MLVU it is the text generated after
-the answer prefix "Best option:(", for LongVideoBench the full reply. The model (and any memory
+the answer prefix "Best option:(" (or "Answer:" with answer_format "words"), for LongVideoBench the full reply. The model (and any memory
 policy around it) lives entirely in `reply_fn`.
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ from .frames import DecodeStats, UnreadableVideo
 
 
 def run_mlvu(items: list[mlvu.MLVUItem], reply_fn: Callable[[np.ndarray, mlvu.MLVUItem], str], n_frames: int,
-             stats: DecodeStats | None = None, log: Callable[[str], None] | None = None) -> list[dict]:
+             stats: DecodeStats | None = None, log: Callable[[str], None] | None = None,
+             answer_format: str = "letter") -> list[dict]:
     rows = []
     for item in items:
         try:
@@ -28,7 +29,7 @@ def run_mlvu(items: list[mlvu.MLVUItem], reply_fn: Callable[[np.ndarray, mlvu.ML
                 log(f"missing or unreadable video for {item.id}: {e}")
             rows.append(mlvu.score(item, None))
             continue
-        rows.append(mlvu.score(item, reply_fn(frames, item)))
+        rows.append(mlvu.score(item, reply_fn(frames, item), answer_format))
     return rows
 
 

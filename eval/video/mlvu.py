@@ -29,6 +29,7 @@ SYSTEM = (
 QUESTION_SUFFIX = "\nOnly give the best option."
 ANSWER_PREFIX = "Best option:("
 
+WORDS_ANSWER_PREFIX = "Answer:"  # --answer-format words: the question alone, answered with an option's text
 UNANSWERABLE = "@"  # the reference code's letter for an answer missing from the candidates
 
 REQUIRED = {"video": str, "question": str, "candidates": list, "answer": str}
@@ -130,6 +131,20 @@ def question_text(item: MLVUItem) -> str:
     return question_block(item.question, item.candidates)
 
 
+def words_question_text(item: MLVUItem) -> str:
+    """The question without its options (--answer-format words): the reply must be an option's text."""
+    return f"Question: {item.question}"
+
+
+def words_pred(item: MLVUItem, reply: str) -> str | None:
+    """The letter of the option whose text the reply starts with (as a whole word, case ignored; the longest
+    such option), or None when it starts with none (wrong; a reply "B" is not option B in this format)."""
+    text = reply.strip()
+    matches = [(len(c), i) for i, c in enumerate(item.candidates)
+               if re.match(re.escape(c.strip()) + r"(?!\w)", text, re.IGNORECASE)]
+    return letter(max(matches)[1]) if matches else None
+
+
 def reference_prompt(item: MLVUItem, video_placeholder: str = "<VideoHere>") -> str:
     """The full prompt string of the reference evaluation (VideoChat2 '###' conversation)."""
     sep = "###"
@@ -148,12 +163,18 @@ def load_frames(item: MLVUItem, n_frames: int, stats: DecodeStats | None = None)
     return read_frames(reader, mlvu_indices(total, n_frames), stats)
 
 
-def score(item: MLVUItem, reply: str | None) -> dict:
-    """One result row; `reply` is the text generated after 'Best option:('. None marks a missing video."""
+ANSWER_FORMATS = ("letter", "words")
+
+
+def score(item: MLVUItem, reply: str | None, answer_format: str = "letter") -> dict:
+    """One result row; `reply` is the text generated after 'Best option:(' (letter, MLVU's protocol) or after
+    'Answer:' (words). None marks a missing video."""
     row = {"id": item.id, "task": item.task, "answer": item.answer}
     if reply is None:
         return {**row, "missing": True, "pred": None, "correct": False}
-    pred = mlvu_extract(reply)
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format {answer_format!r}: expected one of {ANSWER_FORMATS}")
+    pred = mlvu_extract(reply) if answer_format == "letter" else words_pred(item, reply)
     return {**row, "missing": False, "reply": reply, "pred": pred, "correct": pred == item.answer}
 
 

@@ -9,6 +9,8 @@ MLVU's answer prefix, so the answer is read from the next-token logits of the op
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from eval.video import mlvu
 from eval.video.choices import letter
 
@@ -57,16 +59,13 @@ def letter_ids(tokenizer, n_options: int) -> list[int]:
     return [i[0] for i in ids]
 
 
-WORD_ANSWER_PREFIX = "Answer:"
-
-
 def word_prompt_parts(tokenizer, question: str) -> tuple[list[int], list[int]]:
     """Token ids before and after the video for a question asked without options, answered in words
-    after "Answer:" (a training aid: the option letters are what `eval.video` reads)."""
-    user = f"{VIDEO_PLACEHOLDER}\nQuestion: {question}"
+    after "Answer:" (what `eval.video --answer-format words` asks)."""
+    user = f"{VIDEO_PLACEHOLDER}\n{mlvu.words_question_text(SimpleNamespace(question=question))}"
     text = tokenizer.apply_chat_template(
         [{"role": "system", "content": mlvu.SYSTEM.strip()}, {"role": "user", "content": user}],
-        tokenize=False, add_generation_prompt=True) + WORD_ANSWER_PREFIX
+        tokenize=False, add_generation_prompt=True) + mlvu.WORDS_ANSWER_PREFIX
     before, after = text.split(VIDEO_PLACEHOLDER)
     return (tokenizer.encode(before, add_special_tokens=False), tokenizer.encode(after, add_special_tokens=False))
 
