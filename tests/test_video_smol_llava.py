@@ -190,3 +190,27 @@ def test_a_committed_compact_copy_continues_training_where_the_stage_stopped(tmp
     assert steps == [1, 2]  # the copied log, then the continued step
     with pytest.raises(ValueError, match="rank 2"):
         lm_stage.main(["--out", str(copy), "--steps", "3", *small[:-4], "--rank", "4", "--alpha", "4"])
+
+
+def test_the_all_zero_namm_gives_the_unmodified_logits_on_a_long_video_prompt(smol_model):
+    """64 frames of 25 tokens: a prompt of over 1.6k tokens on which the NAMM updates at its own cadence (every
+    512 tokens, no update forced at the prompt's end), scores every token and keeps them all."""
+    from adapters.hf import attach
+    from core.namm import NAMM, NAMMConfig
+
+    model, processor = smol_model
+    spec, questions = make_video(random.Random(3), "v", 32, 2, 1)
+    frames = np.stack([draw(*(s or (None, None)), 64) for s in spec.segments for _ in range(2)])
+    q = questions["needle"]
+    prompt = processor.chat_prompt(mlvu.SYSTEM, mlvu.question_block(q["question"], q["candidates"]), mlvu.ANSWER_PREFIX)
+    inputs = processor(prompt, frames)
+    assert inputs["input_ids"].shape[1] >= 1600
+    kwargs = dict(**inputs, max_new_tokens=3, do_sample=False, output_logits=True, return_dict_in_generate=True)
+    plain = model.generate(**kwargs)
+    namm = NAMM.zeros(NAMMConfig())
+    assert (namm.schedule.n_up, namm.schedule.at_prompt_end) == (512, False)
+    with attach(model, namm) as session:
+        out = model.generate(**kwargs)
+    assert session.n_updates >= 3
+    assert torch.equal(out.sequences, plain.sequences)
+    assert all(torch.equal(a, b) for a, b in zip(out.logits, plain.logits))
