@@ -178,7 +178,7 @@ def test_a_committed_compact_copy_continues_training_where_the_stage_stopped(tmp
     from zoo.video import lm_stage
 
     run, copy = tmp_path / "run", tmp_path / "copy"
-    small = ["--segments", "4,4", "--tokens-per-frame", "3", "--videos-per-step", "1", "--eval-every", "1",
+    small = ["--segments", "4,4", "--tokens-per-frame", "3,5", "--videos-per-step", "1", "--eval-every", "1",
              "--eval-videos", "1", "--eval-segments", "4", "--rank", "2", "--alpha", "4", "--warmup", "1"]
     assert lm_stage.main(["--out", str(run), "--steps", "1", *small]) == 0
     assert lm_stage.main(["--out", str(run), "--copy-to", str(copy)]) == 0
@@ -186,8 +186,9 @@ def test_a_committed_compact_copy_continues_training_where_the_stage_stopped(tmp
     assert compact.keys() == full.keys() and all(v.dtype == torch.bfloat16 for v in compact.values())
     assert not (copy / lm_stage.STATE).exists() and not list(copy.glob("*.tmp"))
     assert lm_stage.main(["--out", str(copy), "--steps", "2", *small]) == 0
-    steps = [json.loads(line)["step"] for line in (copy / lm_stage.LOG).read_text().splitlines()]
-    assert steps == [1, 2]  # the copied log, then the continued step
+    rows = [json.loads(line) for line in (copy / lm_stage.LOG).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]  # the copied log, then the continued step
+    assert rows[-1]["tokens_per_frame"] == 5  # evaluated at the top of the drawn range
     with pytest.raises(ValueError, match="rank 2"):
         lm_stage.main(["--out", str(copy), "--steps", "3", *small[:-4], "--rank", "4", "--alpha", "4"])
 

@@ -7,6 +7,9 @@ and a later phase may change the segment range or the frame length (a curriculum
 
     python -m zoo.video.lm_stage --out runs/video-lm --steps 400 --segments 8,12 --tokens-per-frame 3
 
+`--tokens-per-frame 3,25` draws each video's frame length from that range (the model answers at 3 tokens a
+frame and fails at 25 when it only trained at 3); evaluation uses the range's top.
+
 A folder holding only the adapters and the log (a committed `--copy-to` copy) continues too, with a new
 optimiser.
 """
@@ -146,13 +149,35 @@ def save(out: Path, model, opt, step: int, rng: random.Random) -> None:
     (out / (STATE + ".tmp")).replace(out / STATE)
 
 
+def trained_modes(word_fraction: float) -> tuple[str, ...]:
+    return tuple(m for m, used in zip(MODES, (word_fraction < 1, word_fraction > 0)) if used)
+
+
+def evaluate_folder(model, tokenizer, frames: FrameText, a) -> int:
+    from safetensors.torch import load_file
+
+    if not (a.out / ADAPTER).is_file():
+        raise FileNotFoundError(f"{a.out}: no {ADAPTER} to evaluate")
+    load_lora_state_dict(model, {k: v.float() for k, v in load_file(str(a.out / ADAPTER)).items()})
+    model.eval()
+    t0 = time.time()
+    row = {"eval_only": True, "tokens_per_frame": frames.tokens_per_frame, "eval_segments": a.eval_segments,
+           "videos": a.eval_videos}
+    for mode in trained_modes(a.word_fraction):
+        row[mode] = evaluate(model, tokenizer, frames, a.eval_videos, a.eval_segments, a.frames_per_segment,
+                             seed=10_000, mode=mode)
+    row["seconds"] = round(time.time() - t0, 1)
+    print(json.dumps(row), flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=None, help="train until this total step count")
     ap.add_argument("--segments", default="8,12", help="min,max segments of a training video")
     ap.add_argument("--frames-per-segment", type=int, default=2)
-    ap.add_argument("--tokens-per-frame", type=int, default=25)
+    ap.add_argument("--tokens-per-frame", default="25", help="tokens of a frame, or min,max drawn per video")
     ap.add_argument("--videos-per-step", type=int, default=4, help="each gives its 4 questions")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--word-fraction", type=float, default=0.0,
@@ -165,24 +190,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-segments", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--eval-only", action="store_true",
+                    help="print the adapters' accuracy (--eval-videos, --eval-segments, --tokens-per-frame) and exit")
     ap.add_argument("--copy-to", type=Path, default=None,
                     help="only write a compact copy of --out here (zoo.video.lm_stage.compact_copy)")
     a = ap.parse_args(argv)
     if a.copy_to is not None:
         compact_copy(a.out, a.copy_to)
         return 0
-    if a.steps is None:
-        ap.error("--steps is required (except with --copy-to)")
+    if a.steps is None and not a.eval_only:
+        ap.error("--steps is required (except with --copy-to or --eval-only)")
     from adapters.loading import load_model
     from safetensors.torch import load_file
 
     torch.set_num_threads(a.threads)
+    if a.eval_only and (a.out / SETTINGS).is_file():
+        fixed = json.loads((a.out / SETTINGS).read_text())
+        a.rank, a.alpha = fixed["rank"], fixed["alpha"]
     lo, hi = (int(x) for x in a.segments.split(","))
+    tpf = [int(x) for x in str(a.tokens_per_frame).split(",")]
+    tpf_lo, tpf_hi = tpf[0], tpf[-1]
     model, tokenizer = load_model("smollm2")
     add_lora(model, a.rank, a.alpha)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
-    frames = FrameText(tokenizer, a.tokens_per_frame)
+    frame_texts = {n: FrameText(tokenizer, n) for n in range(tpf_lo, tpf_hi + 1)}
+    frames = frame_texts[tpf_hi]
+    if a.eval_only:
+        return evaluate_folder(model, tokenizer, frames, a)
     a.out.mkdir(parents=True, exist_ok=True)
     settings_path = a.out / SETTINGS
     if settings_path.exists():
@@ -215,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     running, t0 = [], time.time()
     by_task = {t: [] for t in TASKS}
     while step < a.steps:
-        videos = [examples(rng, tokenizer, frames, rng.randint(lo, hi), a.frames_per_segment,
+        videos = [examples(rng, tokenizer, frame_texts[rng.randint(tpf_lo, tpf_hi) if tpf_hi > tpf_lo else tpf_hi],
+                           rng.randint(lo, hi), a.frames_per_segment,
                            "word" if rng.random() < a.word_fraction else "letter")
                   for _ in range(a.videos_per_step)]
         for g in opt.param_groups:
@@ -235,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         running.append(loss)
         if step % 10 == 0:
             row = {"step": step, "loss": sum(running) / len(running), "s_per_step": (time.time() - t0) / len(running),
-                   "segments": [lo, hi], "tokens_per_frame": a.tokens_per_frame,
+                   "segments": [lo, hi], "tokens_per_frame": [tpf_lo, tpf_hi],
                    "task_loss": {t: round(sum(v) / max(1, len(v)), 3) for t, v in by_task.items()},
                    "tokens": max(len(ex[0][0]) + len(ex[0][1]) for ex in videos)}
             print(json.dumps(row), flush=True)
@@ -246,9 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         if step % a.eval_every == 0 or step == a.steps:
             model.eval()
             acc = {m: evaluate(model, tokenizer, frames, a.eval_videos, a.eval_segments, a.frames_per_segment,
-                               seed=10_000, mode=m) for m in (MODES if a.word_fraction > 0 else ("letter",))}
+                               seed=10_000, mode=m) for m in trained_modes(a.word_fraction)}
             model.train()
-            row = {"step": step, "eval": acc["letter"], "eval_word": acc.get("word"), "eval_segments": a.eval_segments, "tokens_per_frame": a.tokens_per_frame}
+            row = {"step": step, "eval": acc.get("letter"), "eval_word": acc.get("word"), "eval_segments": a.eval_segments, "tokens_per_frame": tpf_hi}
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
             log.flush()
