@@ -69,3 +69,23 @@ def test_fixed_options_and_count_matches_frames(tmp_path):
             dist = {c: np.abs(centre - np.array(rgb)).sum(1) for c, rgb in COLOURS.items()}
             nearest = [min(dist, key=lambda c: dist[c][i]) for i in range(len(frames))]
             assert sum(1 for i in range(len(frames)) if lit[i] and nearest[i] == colour) == int(it.answer_text)
+
+
+def test_every_question_of_a_video_holds_the_one_asked_and_only_true_answers():
+    import random
+
+    from zoo.video.scenes import TASKS, every_question, make_video
+
+    for seed in range(20):
+        spec, questions = make_video(random.Random(seed), "v", 24, 2, 1)
+        segs = spec.segments
+        for task in TASKS:
+            every = every_question(spec, task)
+            assert questions[task] in every
+            assert len({q["question"] for q in every}) == len(every)
+        for q in every_question(spec, "count"):
+            colour = q["question"].split(" a ")[1].split(" shape")[0]
+            assert int(q["answer"]) == sum(1 for s in segs if s and s[1] == colour)
+        for q in every_question(spec, "order"):
+            after = [i for i, s in enumerate(segs[:-1]) if s and q["question"].endswith(f"after the {s[1]} {s[0]}?")]
+            assert len(after) == 1 and segs[after[0] + 1][1] == q["answer"]

@@ -26,7 +26,7 @@ import torch
 
 from .frame_text import FrameText, letter_ids, prompt_parts, word_ids, word_prompt_parts
 from .lora import add_lora, load_lora_state_dict, lora_state_dict
-from .scenes import TASKS, make_video
+from .scenes import TASKS, every_question, make_video
 
 ADAPTER = "adapter.safetensors"
 STATE = "train_state.pt"
@@ -38,11 +38,11 @@ MODES = ("letter", "word")
 
 
 def examples(rng: random.Random, tokenizer, frames: FrameText, n_segments: int, frames_per_segment: int,
-             mode: str = "letter"):
-    """One generated video's four questions as (prefix ids, question ids, option ids, answer index, task):
-    the prefix (chat template start and the video) is the same for all four. `mode` "letter" asks as
-    eval.video does (options shown, the letter answers); "word" asks without options and the answer is
-    the option's word."""
+             mode: str = "letter", extra: dict[str, int] | None = None):
+    """One generated video's questions as (prefix ids, question ids, option ids, answer index, task): one of
+    each type, then for each task in `extra` up to that many more of it (zoo.video.scenes.every_question); the
+    prefix (chat template start and the video) is the same for all. `mode` "letter" asks with options shown
+    and the letter answers (MLVU); "word" asks without options and the answer is the option's word."""
     for _ in range(100):  # short videos sometimes cannot hold every question type: draw another
         try:
             spec, questions = make_video(rng, "train", n_segments, frames_per_segment, 1)
@@ -52,9 +52,13 @@ def examples(rng: random.Random, tokenizer, frames: FrameText, n_segments: int, 
     else:
         raise RuntimeError(f"no video of {n_segments} segments holds every question type")
     video = frames.video_ids(spec.segments, frames_per_segment)
+    asked = [questions[t] for t in TASKS]
+    for task, most in (extra or {}).items():
+        more = [q for q in every_question(spec, task) if q["question"] != questions[task]["question"]]
+        asked += rng.sample(more, min(most, len(more)))
     out = []
-    for task in TASKS:
-        q = questions[task]
+    for q in asked:
+        task = q["question_type"]
         if mode == "letter":
             (before, after), options = prompt_parts(tokenizer, q["question"], q["candidates"]), letter_ids(tokenizer, 4)
         else:
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--word-fraction", type=float, default=0.0,
                     help="share of training videos asked without options and answered in words")
     ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--extra", default="", help="more questions per video, e.g. count:3,order:3 (shared prefix: cheap)")
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--alpha", type=float, default=32.0)
     ap.add_argument("--eval-every", type=int, default=50)
@@ -210,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     lo, hi = (int(x) for x in a.segments.split(","))
     tpf = [int(x) for x in str(a.tokens_per_frame).split(",")]
     tpf_lo, tpf_hi = tpf[0], tpf[-1]
+    extra = {task: int(n) for task, n in (x.split(":") for x in a.extra.split(",") if x)}
+    unknown = sorted(set(extra) - set(TASKS))
+    if unknown:
+        ap.error(f"--extra: unknown task(s) {unknown}; expected some of {list(TASKS)}")
     model, tokenizer = load_model("smollm2")
     add_lora(model, a.rank, a.alpha)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -252,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     while step < a.steps:
         videos = [examples(rng, tokenizer, frame_texts[rng.randint(tpf_lo, tpf_hi) if tpf_hi > tpf_lo else tpf_hi],
                            rng.randint(lo, hi), a.frames_per_segment,
-                           "word" if rng.random() < a.word_fraction else "letter")
+                           "word" if rng.random() < a.word_fraction else "letter", extra)
                   for _ in range(a.videos_per_step)]
         for g in opt.param_groups:
             g["lr"] = a.lr * min(1.0, (step + 1) / a.warmup)

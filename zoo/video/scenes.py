@@ -123,6 +123,30 @@ def _first_last(spec: VideoSpec, rng: random.Random) -> dict | None:
     return _record(spec, "first_last", f"What colour is the shape at the {which} of the video?", seg[1], OPTION_COLOURS)
 
 
+def every_question(spec: VideoSpec, task: str) -> list[dict]:
+    """Every question of `task` the video can answer (training asks several per video: they share its
+    prefix, so each costs only its own tokens)."""
+    segs = spec.segments
+    if task == "count":
+        counts = {c: sum(1 for s in segs if s and s[1] == c) for c in COLOUR_NAMES}
+        return [_record(spec, "count", f"How many times does a {c} shape appear?", str(k), OPTION_COUNTS)
+                for c, k in counts.items() if 1 <= k <= len(OPTION_COUNTS)]
+    if task == "order":
+        objs = [s for s in segs if s]
+        return [_record(spec, "order", f"What colour is the shape right after the {_obj(segs[i])}?", segs[i + 1][1],
+                        OPTION_COLOURS)
+                for i in range(len(segs) - 1)
+                if segs[i] and segs[i + 1] and objs.count(segs[i]) == 1 and segs[i + 1][1] in OPTION_COLOURS]
+    if task == "needle":
+        shapes = [s[0] for s in segs if s]
+        found = [next(s for s in segs if s and s[0] == sh) for sh in SHAPES if shapes.count(sh) == 1]
+        return [_record(spec, "needle", f"What colour is the {sh}?", c, OPTION_COLOURS) for sh, c in found
+                if c in OPTION_COLOURS]
+    ends = (("beginning", segs[0]), ("end", segs[-1]))
+    return [_record(spec, "first_last", f"What colour is the shape at the {w} of the video?", seg[1], OPTION_COLOURS)
+            for w, seg in ends if seg is not None and seg[1] in OPTION_COLOURS]
+
+
 MAKERS = {"needle": _needle, "count": _count, "order": _order, "first_last": _first_last}
 
 
