@@ -215,3 +215,21 @@ def test_the_all_zero_namm_gives_the_unmodified_logits_on_a_long_video_prompt(sm
     assert session.n_updates >= 3
     assert torch.equal(out.sequences, plain.sequences)
     assert all(torch.equal(a, b) for a, b in zip(out.logits, plain.logits))
+
+
+def test_the_rebuild_command_runs_its_phases_and_writes_a_model_eval_video_loads(tmp_path, monkeypatch):
+    from eval.video.models import load_video_chat
+    from zoo.video import build_smol
+
+    monkeypatch.setattr(build_smol, "PHASES", ({"steps": 1, "segments": "4,4", "tokens-per-frame": "3"},
+                                               {"steps": 2, "segments": "4,4", "tokens-per-frame": "3,4",
+                                                "extra": "count:1"}))
+    monkeypatch.setattr(build_smol, "COMMON", {**build_smol.COMMON, "videos-per-step": 1, "eval-videos": 1,
+                                               "eval-segments": 4, "rank": 2, "alpha": 4.0})
+    monkeypatch.setattr(build_smol, "VISION_STEPS", 2)
+    out = tmp_path / "model"
+    assert build_smol.main(["--work", str(tmp_path / "work"), "--out", str(out), "--threads", "1"]) == 0
+    meta = json.loads((out / "smol_llava.json").read_text())
+    assert meta["lm_stage"]["steps"] == 2 and meta["lora_rank"] == 2 and meta["vision_stage"]["steps"] == 2
+    chat = load_video_chat(str(out))
+    assert chat.name == "model" and chat.processor.tokens_per_frame == 25
