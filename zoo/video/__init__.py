@@ -17,4 +17,5 @@ Modules:
   smol_llava    the LLaVA-NeXT-Video on the embedded SmolLM2: build, save, load (`load_smol_llava`)
   lm_stage      CLI: adapters that teach SmolLM2 the questions on caption tokens (resumable)
   vision_stage  CLI: vision tower and projector regressed onto the caption tokens' embeddings
+  build_smol    CLI: both stages in one resumable command (the recipe of checkpoints/llava-video-smollm2)
 """
