@@ -42,14 +42,19 @@ class FrameText:
         return [t for s in segments for _ in range(frames_per_segment) for t in self.frame_ids(s)]
 
 
-def prompt_parts(tokenizer, question: str, candidates) -> tuple[list[int], list[int]]:
-    """Token ids before and after the video for an MLVU question, answer prefix included."""
-    user = f"{VIDEO_PLACEHOLDER}\n{mlvu.question_block(question, candidates)}"
+def _around_video(tokenizer, question_text: str, answer_prefix: str) -> tuple[list[int], list[int]]:
+    """Token ids before and after the video in SmolLM2's chat template with MLVU's system prompt."""
+    user = f"{VIDEO_PLACEHOLDER}\n{question_text}"
     text = tokenizer.apply_chat_template(
         [{"role": "system", "content": mlvu.SYSTEM.strip()}, {"role": "user", "content": user}],
-        tokenize=False, add_generation_prompt=True) + mlvu.ANSWER_PREFIX
+        tokenize=False, add_generation_prompt=True) + answer_prefix
     before, after = text.split(VIDEO_PLACEHOLDER)
     return (tokenizer.encode(before, add_special_tokens=False), tokenizer.encode(after, add_special_tokens=False))
+
+
+def prompt_parts(tokenizer, question: str, candidates) -> tuple[list[int], list[int]]:
+    """Token ids before and after the video for an MLVU question, answer prefix included."""
+    return _around_video(tokenizer, mlvu.question_block(question, candidates), mlvu.ANSWER_PREFIX)
 
 
 def letter_ids(tokenizer, n_options: int) -> list[int]:
@@ -62,12 +67,8 @@ def letter_ids(tokenizer, n_options: int) -> list[int]:
 def word_prompt_parts(tokenizer, question: str) -> tuple[list[int], list[int]]:
     """Token ids before and after the video for a question asked without options, answered in words
     after "Answer:" (what `eval.video --answer-format words` asks)."""
-    user = f"{VIDEO_PLACEHOLDER}\n{mlvu.words_question_text(SimpleNamespace(question=question))}"
-    text = tokenizer.apply_chat_template(
-        [{"role": "system", "content": mlvu.SYSTEM.strip()}, {"role": "user", "content": user}],
-        tokenize=False, add_generation_prompt=True) + mlvu.WORDS_ANSWER_PREFIX
-    before, after = text.split(VIDEO_PLACEHOLDER)
-    return (tokenizer.encode(before, add_special_tokens=False), tokenizer.encode(after, add_special_tokens=False))
+    return _around_video(tokenizer, mlvu.words_question_text(SimpleNamespace(question=question)),
+                         mlvu.WORDS_ANSWER_PREFIX)
 
 
 def word_ids(tokenizer, candidates) -> tuple[list[int], list[int]]:
