@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--segments", default="8,12", help="min,max segments of a training video")
     ap.add_argument("--frames-per-segment", type=int, default=2)
     ap.add_argument("--tokens-per-frame", default="25", help="tokens of a frame, or min,max drawn per video")
-    ap.add_argument("--videos-per-step", type=int, default=4, help="each gives its 4 questions")
+    ap.add_argument("--videos-per-step", type=int, default=4, help="each gives one question of each type, and --extra more")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--word-fraction", type=float, default=0.0,
                     help="share of training videos asked without options and answered in words")
