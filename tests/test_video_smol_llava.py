@@ -231,5 +231,9 @@ def test_the_rebuild_command_runs_its_phases_and_writes_a_model_eval_video_loads
     assert build_smol.main(["--work", str(tmp_path / "work"), "--out", str(out), "--threads", "1"]) == 0
     meta = json.loads((out / "smol_llava.json").read_text())
     assert meta["lm_stage"]["steps"] == 2 and meta["lora_rank"] == 2 and meta["vision_stage"]["steps"] == 2
+    from safetensors.torch import load_file
+
+    assert {v.dtype for v in load_file(str(out / "lm_adapter.safetensors")).values()} == {torch.bfloat16}
+    assert (out / build_smol.LOG_COPY).read_text() == (tmp_path / "work" / "log.jsonl").read_text()
     chat = load_video_chat(str(out))
     assert chat.name == "model" and chat.processor.tokens_per_frame == 25

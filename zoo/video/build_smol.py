@@ -1,6 +1,6 @@
 """Rebuild the SmolLM2 LLaVA-NeXT-Video (checkpoints/llava-video-smollm2) from nothing: the language stage's
 phases (zoo/video/lm_stage.py, resumable), then the vision stage (zoo/video/vision_stage.py), which writes
-the model folder with the adapters. Deterministic for a given thread count; rerunning continues where a
+the model folder with the adapters (stored in bfloat16). Deterministic for a given thread count; rerunning continues where a
 phase stopped.
 
     python -m zoo.video.build_smol --work runs/smol-build --out checkpoints/llava-video-smollm2 --threads 2
@@ -23,11 +23,12 @@ from . import lm_stage, vision_stage
 # answers needle at chance on 25-token frames) and asks more count and order questions per video.
 PHASES = (
     {"steps": 150, "segments": "8,32", "tokens-per-frame": "3", "lr": 5e-4},
-    {"steps": 400, "segments": "12,32", "tokens-per-frame": "3,25", "lr": 5e-4, "extra": "count:3,order:2"},
+    {"steps": 300, "segments": "12,32", "tokens-per-frame": "3,25", "lr": 5e-4, "extra": "count:3,order:2"},
 )
 COMMON = {"word-fraction": 1.0, "frames-per-segment": 2, "videos-per-step": 4, "eval-every": 50, "eval-videos": 20,
           "eval-segments": 32, "rank": 16, "alpha": 32.0, "seed": 0}
 VISION_STEPS = 400
+LOG_COPY = "lm_stage_log.jsonl"
 
 
 def phase_argv(folder: Path, phase: dict, threads: int) -> list[str]:
@@ -46,9 +47,26 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     code = vision_stage.main(["--out", str(a.out), "--steps", str(VISION_STEPS), "--threads", str(a.threads),
                               "--lm-stage", str(a.work)])
-    if code == 0:
-        print(json.dumps({"model": str(a.out), "phases": len(PHASES)}))
-    return code
+    if code != 0:
+        return code
+    ship(a.work, a.out)
+    print(json.dumps({"model": str(a.out), "phases": len(PHASES)}))
+    return 0
+
+
+def ship(work: Path, out: Path) -> None:
+    """The adapters in bfloat16 (half the bytes; the model is evaluated as shipped) and the language stage's
+    log next to them (how each phase trained and scored)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from .smol_llava import ADAPTER_FILE
+
+    path = out / ADAPTER_FILE
+    save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(path)).items()}, str(path) + ".tmp")
+    Path(str(path) + ".tmp").replace(path)
+    (out / (LOG_COPY + ".tmp")).write_bytes((work / lm_stage.LOG).read_bytes())
+    (out / (LOG_COPY + ".tmp")).replace(out / LOG_COPY)
 
 
 if __name__ == "__main__":
