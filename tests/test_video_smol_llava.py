@@ -237,3 +237,15 @@ def test_the_rebuild_command_runs_its_phases_and_writes_a_model_eval_video_loads
     assert (out / build_smol.LOG_COPY).read_text() == (tmp_path / "work" / "log.jsonl").read_text()
     chat = load_video_chat(str(out))
     assert chat.name == "model" and chat.processor.tokens_per_frame == 25
+
+
+def test_the_shipped_model_loads_from_the_repository_and_answers_from_the_video():
+    """The committed folder (adapters and vision tower only) on generated test videos it never saw, 64 frames:
+    questions whose evidence is one segment anywhere in the video, answered in words."""
+    from eval.video.__main__ import REPO, builtin_split
+    from eval.video.models import load_video_chat
+
+    chat = load_video_chat(str(REPO / "checkpoints" / "llava-video-smollm2"))
+    items = [it for it in mlvu.load(builtin_split(4), tasks=None) if it.task in ("needle", "order")]
+    rows = [mlvu.score(it, chat.reply(mlvu.load_frames(it, 64), chat.mlvu_words_prompt(it), 4), "words") for it in items]
+    assert len(rows) == 8 and sum(r["correct"] for r in rows) >= 6, rows
