@@ -131,9 +131,9 @@ def question_text(item: MLVUItem) -> str:
     return question_block(item.question, item.candidates)
 
 
-def words_question_text(item: MLVUItem) -> str:
+def words_question_text(question: str) -> str:
     """The question without its options (--answer-format words): the reply must be an option's text."""
-    return f"Question: {item.question}"
+    return f"Question: {question}"
 
 
 def words_pred(item: MLVUItem, reply: str) -> str | None:

@@ -59,8 +59,8 @@ class VideoChat:
     def mlvu_words_prompt(self, item: mlvu.MLVUItem) -> str:
         """The question without options, answered after "Answer:" (--answer-format words)."""
         if self.hf_template:
-            return self._wrap(mlvu.SYSTEM + "\n" + mlvu.words_question_text(item), mlvu.WORDS_ANSWER_PREFIX)
-        return self.processor.chat_prompt(mlvu.SYSTEM, mlvu.words_question_text(item), mlvu.WORDS_ANSWER_PREFIX)
+            return self._wrap(mlvu.SYSTEM + "\n" + mlvu.words_question_text(item.question), mlvu.WORDS_ANSWER_PREFIX)
+        return self.processor.chat_prompt(mlvu.SYSTEM, mlvu.words_question_text(item.question), mlvu.WORDS_ANSWER_PREFIX)
 
     def lvb_prompt(self, parts: list) -> str:
         """The frames as one video, then the texts in their official order (subtitles interleaved by time

@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from core.atomic import write_bytes_atomic
+
 from . import lm_stage, vision_stage
 
 # Each phase continues the adapters of the one before (one stage folder); `steps` is the total to reach.
@@ -57,16 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 def ship(work: Path, out: Path) -> None:
     """The adapters in bfloat16 (half the bytes; the model is evaluated as shipped) and the language stage's
     log next to them (how each phase trained and scored)."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
     from .smol_llava import ADAPTER_FILE
 
-    path = out / ADAPTER_FILE
-    save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(path)).items()}, str(path) + ".tmp")
-    Path(str(path) + ".tmp").replace(path)
-    (out / (LOG_COPY + ".tmp")).write_bytes((work / lm_stage.LOG).read_bytes())
-    (out / (LOG_COPY + ".tmp")).replace(out / LOG_COPY)
+    lm_stage.bf16_copy(out / ADAPTER_FILE, out / ADAPTER_FILE)
+    write_bytes_atomic(out / LOG_COPY, (work / lm_stage.LOG).read_bytes())
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ MLVU's answer prefix, so the answer is read from the next-token logits of the op
 """
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from eval.video import mlvu
 from eval.video.choices import letter
 
@@ -67,7 +65,7 @@ def letter_ids(tokenizer, n_options: int) -> list[int]:
 def word_prompt_parts(tokenizer, question: str) -> tuple[list[int], list[int]]:
     """Token ids before and after the video for a question asked without options, answered in words
     after "Answer:" (what `eval.video --answer-format words` asks)."""
-    return _around_video(tokenizer, mlvu.words_question_text(SimpleNamespace(question=question)),
+    return _around_video(tokenizer, mlvu.words_question_text(question),
                          mlvu.WORDS_ANSWER_PREFIX)
 
 

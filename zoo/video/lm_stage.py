@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from core.atomic import write_bytes_atomic
+
 from .frame_text import FrameText, letter_ids, prompt_parts, word_ids, word_prompt_parts
 from .lora import add_lora, load_lora_state_dict, lora_state_dict
 from .scenes import TASKS, every_question, make_video
@@ -128,18 +130,29 @@ def decoder_adapter(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
                                 "last_eval": evals[-1] if evals else None}}
 
 
+def bf16_copy(src: Path, dest: Path) -> None:
+    """A safetensors file with every tensor in bfloat16, written atomically (half the bytes of float32)."""
+    from safetensors.torch import load_file, save
+
+    write_bytes_atomic(dest, save({k: v.to(torch.bfloat16) for k, v in load_file(str(src)).items()}))
+
+
 def compact_copy(folder: Path, dest: Path) -> None:
     """Adapters in bfloat16, settings and log: what a session commits so the next one continues (about a
     quarter of the stage folder; the optimiser's moments are left behind)."""
-    from safetensors.torch import load_file, save_file
-
     dest.mkdir(parents=True, exist_ok=True)
-    state = {k: v.to(torch.bfloat16) for k, v in load_file(str(folder / ADAPTER)).items()}
-    save_file(state, str(dest / (ADAPTER + ".tmp")))
-    (dest / (ADAPTER + ".tmp")).replace(dest / ADAPTER)
+    bf16_copy(folder / ADAPTER, dest / ADAPTER)
     for name in (SETTINGS, LOG):
-        (dest / (name + ".tmp")).write_bytes((folder / name).read_bytes())
-        (dest / (name + ".tmp")).replace(dest / name)
+        write_bytes_atomic(dest / name, (folder / name).read_bytes())
+
+
+def load_adapters(model, folder: Path) -> None:
+    """The folder's adapters into `model` (float32, whatever dtype they were stored in)."""
+    from safetensors.torch import load_file
+
+    if not (folder / ADAPTER).is_file():
+        raise FileNotFoundError(f"{folder}: no {ADAPTER}")
+    load_lora_state_dict(model, {k: v.float() for k, v in load_file(str(folder / ADAPTER)).items()})
 
 
 def save(out: Path, model, opt, step: int, rng: random.Random) -> None:
@@ -158,11 +171,7 @@ def trained_modes(word_fraction: float) -> tuple[str, ...]:
 
 
 def evaluate_folder(model, tokenizer, frames: FrameText, a) -> int:
-    from safetensors.torch import load_file
-
-    if not (a.out / ADAPTER).is_file():
-        raise FileNotFoundError(f"{a.out}: no {ADAPTER} to evaluate")
-    load_lora_state_dict(model, {k: v.float() for k, v in load_file(str(a.out / ADAPTER)).items()})
+    load_adapters(model, a.out)
     model.eval()
     t0 = time.time()
     row = {"eval_only": True, "tokens_per_frame": frames.tokens_per_frame, "eval_segments": a.eval_segments,
@@ -206,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.steps is None and not a.eval_only:
         ap.error("--steps is required (except with --copy-to or --eval-only)")
     from adapters.loading import load_model
-    from safetensors.torch import load_file
 
     torch.set_num_threads(a.threads)
     if a.eval_only and (a.out / SETTINGS).is_file():
@@ -239,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     rng, step = random.Random(a.seed), 0
     torch.manual_seed(a.seed)
     if (a.out / STATE).exists():
-        load_lora_state_dict(model, load_file(str(a.out / ADAPTER)))
+        load_adapters(model, a.out)
         state = torch.load(a.out / STATE, weights_only=False)
         opt.load_state_dict(state["optimizer"])
         step = state["step"]
@@ -247,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed at step {step}", file=sys.stderr)
     elif (a.out / ADAPTER).exists():  # a committed copy: adapters and log only; the optimiser starts afresh
-        load_lora_state_dict(model, {k: v.float() for k, v in load_file(str(a.out / ADAPTER)).items()})
+        load_adapters(model, a.out)
         rows = [json.loads(line) for line in (a.out / LOG).read_text().splitlines() if line.strip()]
         step = max((r["step"] for r in rows), default=0)
         rng = random.Random(a.seed + step)

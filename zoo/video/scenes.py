@@ -83,49 +83,32 @@ def _record(spec: VideoSpec, task: str, question: str, answer: str, options: tup
     }
 
 
+def _pick(rng: random.Random, questions: list[dict]) -> dict | None:
+    return rng.choice(questions) if questions else None
+
+
 def _needle(spec: VideoSpec, rng: random.Random) -> dict | None:
-    shapes = [s[0] for s in spec.segments if s]
-    once = [sh for sh in SHAPES if shapes.count(sh) == 1]
-    once = [sh for sh in once if next(s[1] for s in spec.segments if s and s[0] == sh) in OPTION_COLOURS]
-    if not once:
-        return None
-    shape = rng.choice(once)
-    colour = next(s[1] for s in spec.segments if s and s[0] == shape)
-    return _record(spec, "needle", f"What colour is the {shape}?", colour, OPTION_COLOURS)
+    return _pick(rng, every_question(spec, "needle"))
 
 
 def _count(spec: VideoSpec, rng: random.Random, k: int | None = None) -> dict | None:
     k = k or rng.randint(1, len(OPTION_COUNTS))
-    colours = [c for c in COLOUR_NAMES if sum(1 for s in spec.segments if s and s[1] == c) == k]
-    if not colours:
-        return None
-    colour = rng.choice(colours)
-    return _record(spec, "count", f"How many times does a {colour} shape appear?", str(k), OPTION_COUNTS)
+    return _pick(rng, [q for q in every_question(spec, "count") if q["answer"] == str(k)])
 
 
 def _order(spec: VideoSpec, rng: random.Random, colour: str | None = None) -> dict | None:
-    segs = spec.segments
-    objs = [s for s in segs if s]
     colour = colour or rng.choice(OPTION_COLOURS)
-    options = [i for i in range(len(segs) - 1)
-               if segs[i] and segs[i + 1] and objs.count(segs[i]) == 1 and segs[i + 1][1] == colour]
-    if not options:
-        return None
-    i = rng.choice(options)
-    return _record(spec, "order", f"What colour is the shape right after the {_obj(segs[i])}?", colour, OPTION_COLOURS)
+    return _pick(rng, [q for q in every_question(spec, "order") if q["answer"] == colour])
 
 
 def _first_last(spec: VideoSpec, rng: random.Random) -> dict | None:
     which = rng.choice(("beginning", "end"))
-    seg = spec.segments[0] if which == "beginning" else spec.segments[-1]
-    if seg is None or seg[1] not in OPTION_COLOURS:
-        return None
-    return _record(spec, "first_last", f"What colour is the shape at the {which} of the video?", seg[1], OPTION_COLOURS)
+    return next((q for q in every_question(spec, "first_last") if f" at the {which} " in q["question"]), None)
 
 
 def every_question(spec: VideoSpec, task: str) -> list[dict]:
-    """Every question of `task` the video can answer (training asks several per video: they share its
-    prefix, so each costs only its own tokens)."""
+    """Every question of `task` the video can answer, in a fixed order (segment, shape or colour order); the
+    makers below draw one of them, training asks several per video (they share its prefix)."""
     segs = spec.segments
     if task == "count":
         counts = {c: sum(1 for s in segs if s and s[1] == c) for c in COLOUR_NAMES}
