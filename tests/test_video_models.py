@@ -91,3 +91,14 @@ def test_longvideobench_run_writes_table_counts_missing(fixtures_dir, tmp_path, 
     assert full["num"] == 2 and full["num_missing"] == 1 and full["missing_videos"] == [items[1].id]
     assert full["cache_fraction"] == 1.0 and results["policies"]["h2o"]["cache_fraction"] < 1.0
     assert results["chance"]["overall"] == pytest.approx(0.25)
+
+
+def test_dtype_is_applied_to_the_project_models_too():
+    """--dtype bfloat16 used to be ignored for the project's own video models (they loaded in float32 whatever
+    the flag said, and the results recorded the flag)."""
+    from eval.video.__main__ import REPO, builtin_split
+
+    chat = load_video_chat(str(REPO / "checkpoints" / "llava-video-tiny"), torch.bfloat16)
+    assert {p.dtype for p in chat.model.parameters()} == {torch.bfloat16}
+    item = mlvu.load(builtin_split(4), tasks=None)[0]
+    assert isinstance(chat.reply(mlvu.load_frames(item, 32), chat.mlvu_prompt(item), 2), str)

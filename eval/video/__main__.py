@@ -98,13 +98,14 @@ def evaluate_policy(chat, items, name, args, setup, budgets=None):
 
     started = time.perf_counter()
     log = lambda m: tqdm.write(m)  # noqa: E731
+    progress = tqdm(items, desc=name, unit="item", leave=False)
     if args.benchmark == "longvideobench":
-        rows = run_lvb(items, lambda frames, parts, item: answer(frames, chat.lvb_prompt(parts), item), args.frames,
+        rows = run_lvb(progress, lambda frames, parts, item: answer(frames, chat.lvb_prompt(parts), item), args.frames,
                        args.subtitles, args.seed, stats, log=log)
         summary = lvb.summarize(rows)
     else:
         prompt = chat.mlvu_words_prompt if args.answer_format == "words" else chat.mlvu_prompt
-        rows = run_mlvu(items, lambda frames, item: answer(frames, prompt(item), item), args.frames, stats,
+        rows = run_mlvu(progress, lambda frames, item: answer(frames, prompt(item), item), args.frames, stats,
                         log=log, answer_format=args.answer_format)
         summary = mlvu.summarize(rows)
     summary.update(cache_fraction=sum(fractions.values()) / len(fractions) if fractions else None,
@@ -261,7 +262,8 @@ def _main(argv=None) -> int:
     stored = PolicyResults(out)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None
     results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
-               "answer_format": args.answer_format, **setup.as_json(),
+               "answer_format": args.answer_format, "limit": args.limit, "dtype": args.dtype,
+               **({"n_test": args.n_test} if args.benchmark == "builtin" else {}), **setup.as_json(),
                "ckpt_sha256": ckpt_sha256, "chance": chance, "policies": {}}
     for i, name in enumerate(tqdm(names, desc="eval.video", unit="policy")):
         budgets = item_budgets(setup, name, results["policies"])

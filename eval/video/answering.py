@@ -8,7 +8,7 @@ policy around it) lives entirely in `reply_fn`.
 from __future__ import annotations
 
 import random
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from . import mlvu
 from .frames import DecodeStats, UnreadableVideo
 
 
-def run_mlvu(items: list[mlvu.MLVUItem], reply_fn: Callable[[np.ndarray, mlvu.MLVUItem], str], n_frames: int,
+def run_mlvu(items: Iterable[mlvu.MLVUItem], reply_fn: Callable[[np.ndarray, mlvu.MLVUItem], str], n_frames: int,
              stats: DecodeStats | None = None, log: Callable[[str], None] | None = None,
              answer_format: str = "letter") -> list[dict]:
     rows = []
@@ -33,7 +33,7 @@ def run_mlvu(items: list[mlvu.MLVUItem], reply_fn: Callable[[np.ndarray, mlvu.ML
     return rows
 
 
-def run_lvb(items: list[lvb.LVBItem], reply_fn: Callable[[np.ndarray, list, lvb.LVBItem], str], max_frames: int,
+def run_lvb(items: Iterable[lvb.LVBItem], reply_fn: Callable[[np.ndarray, list, lvb.LVBItem], str], max_frames: int,
             with_subtitles: bool = False, seed: int = 0, stats: DecodeStats | None = None,
             log: Callable[[str], None] | None = None) -> list[dict]:
     """`reply_fn(frames, parts, item)`: `parts` is the official interleaved input (see longvideobench.prompt_parts)."""

@@ -88,12 +88,12 @@ def load_video_chat(name_or_path: str, dtype: torch.dtype = torch.float32, devic
         from zoo.video.smol_llava import load_smol_llava
 
         model, processor = load_smol_llava(path)
-        return VideoChat(model.to(device), processor, path.name, hf_template=False)
+        return VideoChat(model.to(device, dtype), processor, path.name, hf_template=False)
     if (path / TINY_PROCESSOR).is_file():
         from zoo.video.model import load_video_model
 
         model, processor = load_video_model(path)
-        return VideoChat(model.to(device), processor, path.name, hf_template=False)
+        return VideoChat(model.to(device, dtype), processor, path.name, hf_template=False)
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: neither a tiny video model ({TINY_PROCESSOR}) nor a Hugging Face "
                                 f"model folder (config.json)")

@@ -1,0 +1,227 @@
+"""`python -m eval.video.budgets RUN [RUN ...] --out PREFIX`: one table and one plot from several
+`eval.video` runs (MLVU or builtin) that differ only in the baselines' budget (e.g. `--budget matched`,
+`0.5`, `0.25`), so the NAMM is seen against every baseline at its own cache fraction and at fixed ones.
+
+The runs must share model, benchmark, frames, answer format, NAMM checkpoint, update schedule and items
+(the same number per task). Full cache and the NAMM come from the first run that has them (they do not
+depend on the baselines' budget; a different result for either across runs is an error). Every score
+carries a 95% interval: Wilson per task, a bootstrap over items (resampled within each task) for M-Avg,
+and for "vs namm" the paired bootstrap of the M-Avg difference on the same items.
+
+Writes PREFIX.md (the table), PREFIX.json (the numbers) and PREFIX.png (M-Avg against cache fraction,
+one line per baseline across its budgets).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from core.atomic import write_json_atomic, write_text_atomic
+from core.errors import UserError, cli_main
+
+SHARED = ("model", "benchmark", "frames", "answer_format", "ckpt_sha256", "schedule", "limit", "n_test", "dtype")
+SINGLE = ("full", "namm")
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (math.nan, math.nan)
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def read_run(folder: Path) -> dict:
+    path = folder / "results.json"
+    if not path.is_file():
+        raise UserError(f"{path}: not found (give eval.video output folders)")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not readable JSON ({err})") from None
+    for field in ("benchmark", "policies", "budget"):
+        if field not in results:
+            raise UserError(f"{path}: missing field {field!r}")
+    if results["benchmark"] == "longvideobench":
+        raise UserError(f"{path}: LongVideoBench runs are not supported here (no per-task items); use MLVU or builtin")
+    if results.get("pending"):
+        raise UserError(f"{path}: the run is not finished (pending: {', '.join(results['pending'])})")
+    return results
+
+
+def _outcomes(summary: dict, where: str) -> dict[str, np.ndarray]:
+    out = {}
+    for task, row in summary["per_task"].items():
+        if "correct" not in row:
+            raise UserError(f"{where}: task {task!r} has no per-item outcomes ('correct'); rerun it with this version")
+        out[task] = np.asarray(row["correct"], dtype=float)
+    return out
+
+
+def check_same(runs: list[tuple[Path, dict]]) -> None:
+    first_path, first = runs[0]
+    for path, results in runs[1:]:
+        for key in SHARED:
+            if key in first and key in results and first[key] != results[key]:
+                raise UserError(f"{path / 'results.json'}: field {key!r} is {results[key]!r}, but "
+                                f"{first_path / 'results.json'} has {first[key]!r}; the runs must differ only in --budget")
+
+
+def collect(runs: list[tuple[Path, dict]]) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
+    """(rows, outcomes): rows[label] = summary and budget label; outcomes[label][task] = 0/1 per item."""
+    check_same(runs)
+    rows, outcomes, sizes = {}, {}, None
+    for path, results in runs:
+        label_budget = "matched" if results["budget"] == "matched" else f"{float(results['budget']):g}"
+        for name, summary in results["policies"].items():
+            where = f"{path / 'results.json'} policy {name}"
+            label = name if name in SINGLE else f"{name} @ {label_budget}"
+            items = _outcomes(summary, where)
+            shape = {t: len(v) for t, v in items.items()}
+            if sizes is None:
+                sizes = (shape, where)
+            elif shape != sizes[0]:
+                raise UserError(f"{where}: items per task {shape} differ from {sizes[1]}'s {sizes[0]}")
+            if label in rows:
+                if any(not np.array_equal(items[t], outcomes[label][t]) for t in items):
+                    raise UserError(f"{where}: differs from the same policy in an earlier run; "
+                                    "the runs do not share the model or items")
+                continue
+            rows[label] = {"policy": name, "budget": None if name in SINGLE else label_budget, "summary": summary}
+            outcomes[label] = items
+    if not rows:
+        raise UserError("no policies in the given runs")
+    order = [label for label in SINGLE if label in rows]
+    policies = list(dict.fromkeys(r["policy"] for r in rows.values() if r["policy"] not in SINGLE))
+    for policy in policies:  # each baseline's budgets together, largest cache first
+        order += sorted((label for label, r in rows.items() if r["policy"] == policy),
+                        key=lambda label: -rows[label]["summary"]["cache_fraction"])
+    return {label: rows[label] for label in order}, outcomes
+
+
+def m_avg_draws(items: dict[str, np.ndarray], index: dict[str, np.ndarray]) -> np.ndarray:
+    return np.mean([items[t][index[t]].mean(axis=1) for t in sorted(items)], axis=0)
+
+
+def intervals(outcomes: dict[str, dict[str, np.ndarray]], draws: int = 4000, seed: int = 0) -> dict[str, dict]:
+    """M-Avg and its 95% bootstrap interval per row, and the paired difference to the NAMM where it ran."""
+    rng = np.random.default_rng(seed)
+    sizes = {t: len(v) for t, v in next(iter(outcomes.values())).items()}
+    tasks = sorted(sizes)
+    index = {t: rng.integers(0, sizes[t], size=(draws, sizes[t])) for t in tasks}
+    draws_of = {label: m_avg_draws(items, index) for label, items in outcomes.items()}
+    out = {}
+    for label, items in outcomes.items():
+        d = draws_of[label]
+        entry = {"m_avg": float(np.mean([items[t].mean() for t in tasks])),
+                 "m_avg_ci": [float(x) for x in np.quantile(d, [0.025, 0.975])]}
+        if "namm" in draws_of and label != "namm":
+            diff = d - draws_of["namm"]
+            point = entry["m_avg"] - float(np.mean([outcomes["namm"][t].mean() for t in tasks]))
+            entry["vs_namm"] = point
+            entry["vs_namm_ci"] = [float(x) for x in np.quantile(diff, [0.025, 0.975])]
+        out[label] = entry
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def table(rows: dict, stats: dict, outcomes: dict) -> str:
+    tasks = sorted(next(iter(outcomes.values())))
+    head = ["policy", "budget"] + tasks + ["M-Avg [95%]", "vs namm [95%]", "cache", "s/item"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, row in rows.items():
+        cells = []
+        for t in tasks:
+            hits, n = int(outcomes[label][t].sum()), len(outcomes[label][t])
+            lo, hi = wilson(hits, n)
+            cells.append(f"{_pct(hits / n)} [{100 * lo:.0f}, {100 * hi:.0f}]" if n else "-")
+        s = stats[label]
+        m = f"{_pct(s['m_avg'])} [{_pct(s['m_avg_ci'][0])}, {_pct(s['m_avg_ci'][1])}]"
+        vs = (f"{100 * s['vs_namm']:+.1f} [{100 * s['vs_namm_ci'][0]:+.1f}, {100 * s['vs_namm_ci'][1]:+.1f}]"
+              if "vs_namm" in s else "-")
+        summary = row["summary"]
+        lines.append("| " + " | ".join([row["policy"], row["budget"] or "-"] + cells +
+                                        [m, vs, f"{summary['cache_fraction']:.2f}", f"{summary['seconds_per_item']:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: dict, stats: dict, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from eval.plots import MARKERS, save_figure
+
+    lines: dict[str, list[tuple[float, dict]]] = {}
+    for label, row in rows.items():
+        lines.setdefault(row["policy"], []).append((row["summary"]["cache_fraction"], stats[label]))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (policy, points) in enumerate(lines.items()):
+        points.sort(key=lambda p: p[0])
+        x = [p[0] for p in points]
+        y = [100 * p[1]["m_avg"] for p in points]
+        err = [[100 * (p[1]["m_avg"] - p[1]["m_avg_ci"][0]) for p in points],
+               [100 * (p[1]["m_avg_ci"][1] - p[1]["m_avg"]) for p in points]]
+        ax.errorbar(x, y, yerr=err, fmt=MARKERS[i % len(MARKERS)] + ("-" if len(points) > 1 else ""),
+                    markersize=7, capsize=3, alpha=0.85, label=policy)
+    ax.set_xlabel("cache fraction (kept / processed tokens)")
+    ax.set_ylabel("M-Avg accuracy (%), 95% bootstrap")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def main(argv=None) -> int:
+    return cli_main(_main, argv)
+
+
+def _main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.video.budgets", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="eval.video output folders (each with results.json)")
+    parser.add_argument("--out", required=True, help="output prefix: writes PREFIX.md, PREFIX.json, PREFIX.png")
+    parser.add_argument("--draws", type=int, default=4000, help="bootstrap draws")
+    args = parser.parse_args(argv)
+    if args.draws < 100:
+        raise UserError(f"--draws {args.draws}: use at least 100")
+    runs = [(Path(r), read_run(Path(r))) for r in args.runs]
+    rows, outcomes = collect(runs)
+    stats = intervals(outcomes, args.draws)
+    first = runs[0][1]
+    title = f"{first['model']} on {first['benchmark']}, {first['frames']} frames, {first.get('answer_format', 'letter')} answers"
+    text = table(rows, stats, outcomes)
+    n_items = sum(len(v) for v in next(iter(outcomes.values())).values())
+    header = (f"{title}\n\n{first['schedule']['description']}; NAMM {first.get('ckpt')} used unchanged; "
+              f"{n_items} items per policy. Task cells: accuracy % [95% Wilson]; M-Avg: mean over tasks [95% bootstrap over items]; "
+              f"vs namm: paired M-Avg difference in points [95% bootstrap].\n\n")
+    md, js, png = (Path(f"{args.out}.{ext}") for ext in ("md", "json", "png"))
+    md.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(md, header + text + "\n")
+    write_json_atomic(js, {
+        "runs": [str(p) for p, _ in runs], "title": title,
+        "rows": {label: {"policy": r["policy"], "budget": r["budget"],
+                         "cache_fraction": r["summary"]["cache_fraction"],
+                         "seconds_per_item": r["summary"]["seconds_per_item"],
+                         "per_task": {t: float(v.mean()) for t, v in outcomes[label].items()}, **stats[label]}
+                 for label, r in rows.items()}})
+    plot(rows, stats, title, png)
+    print(header + text)
+    print(f"\nwrote {md}, {js} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
