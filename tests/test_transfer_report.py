@@ -80,3 +80,21 @@ def test_transfer_refuses_a_folder_that_is_not_a_checkpoint(tmp_path, capsys):
 
     assert main(["--ckpt", str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 2
     assert "not a NAMM checkpoint" in capsys.readouterr().err
+
+
+def test_the_report_tests_video_on_the_smollm2_llava_at_prompts_longer_than_an_update_interval():
+    """The tiny video model answered only first_last and its prompts were shorter than n_up; the report's
+    video step uses the shipped SmolLM2 LLaVA at 64 frames (about 1.7k tokens) with answers in words."""
+    from types import SimpleNamespace
+
+    from eval.transfer.__main__ import plan
+    from eval.video.__main__ import REPO, shipped_model
+
+    for quick in (False, True):
+        (video,) = [s for s in plan(SimpleNamespace(out_dir="out", ckpt="ckpt", threads=1, quick=quick))
+                    if s.module == "eval.video"]
+        arg = lambda flag: video.argv[video.argv.index(flag) + 1]  # noqa: E731
+        assert shipped_model(arg("--model")) == str(REPO / "checkpoints" / "llava-video-smollm2")
+        assert int(arg("--frames")) >= 64 and arg("--answer-format") == "words"
+        assert arg("--limit") == ("1" if quick else "20")
+    assert shipped_model("no-such-model") == "no-such-model"  # a Hugging Face name passes through

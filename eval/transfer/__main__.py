@@ -25,6 +25,8 @@ from core.errors import UserError, cli_main
 REPO = Path(__file__).resolve().parents[2]
 HELDOUT_TASKS = "kv_retrieval,fewshot_classification,phonebook"
 BASELINES = "h2o,l2,tova,snapkv,recency,random"
+VIDEO_MODEL = "llava-video-smollm2"  # shipped in checkpoints/; answers in words (eval.video --answer-format)
+VIDEO_FRAMES = 64  # about 1.7k-token prompts: every policy evicts at its own cadence
 
 
 @dataclass
@@ -50,7 +52,8 @@ def plan(args) -> list[Step]:
     lengths = (getattr(args, "lengths", None) or ("1000" if quick else "1000,2000")).split(",")
     episodes = str(getattr(args, "episodes", None) or (2 if quick else 30))
     max_steps = "300" if quick else "1000"
-    video_limit = ["--limit", "3"] if quick else []
+    video = ["--model", VIDEO_MODEL, "--frames", str(VIDEO_FRAMES), "--answer-format", "words",
+             "--limit", "1" if quick else "20"]
     policies = f"full,namm,{BASELINES}"
     steps = []
     for length in lengths:
@@ -68,8 +71,8 @@ def plan(args) -> list[Step]:
                           ["--env", env, "--policies", policies, "--budget", "matched", "--ckpt", ckpt,
                            "--episodes", episodes, "--batch", episodes, "--max-steps", max_steps,
                            "--threads", threads, "--out-dir", str(out / f"rl-{env}")], out / f"rl-{env}"))
-    steps.append(Step("video: LLaVA-NeXT-Video (built-in generated videos)", "eval.video",
-                      ["--policies", policies, "--budget", "matched", "--ckpt", ckpt, *video_limit,
+    steps.append(Step(f"video: SmolLM2 LLaVA-NeXT-Video, {VIDEO_FRAMES} frames (built-in generated videos)", "eval.video",
+                      ["--policies", policies, "--budget", "matched", "--ckpt", ckpt, *video,
                        "--threads", threads, "--out-dir", str(out / "video")], out / "video"))
     only = getattr(args, "only", None)
     if only:
@@ -130,9 +133,9 @@ def _video_stats(args, analysis):
     from eval.video.__main__ import builtin_split, first_per_task
     from eval.video.models import load_video_chat
 
-    chat = load_video_chat(str(REPO / "checkpoints" / "llava-video-tiny"), torch.float32, "cpu")
+    chat = load_video_chat(str(REPO / "checkpoints" / VIDEO_MODEL), torch.float32, "cpu")
     items = first_per_task(mlvu.load(builtin_split(100), tasks=None), 1)
-    inputs = [(mlvu.load_frames(it, 32), chat.mlvu_prompt(it)) for it in items]
+    inputs = [(mlvu.load_frames(it, VIDEO_FRAMES), chat.mlvu_words_prompt(it)) for it in items]
     return analysis.record_video(chat, make_policy("namm", ckpt=args.ckpt), inputs)
 
 

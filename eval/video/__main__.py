@@ -64,6 +64,15 @@ def builtin_split(n_test: int) -> Path:
     return test
 
 
+def shipped_model(model: str) -> str:
+    """A name of a model shipped in the repository's checkpoints/ (when no such folder is in the working
+    directory) stands for that folder."""
+    shipped = REPO / "checkpoints" / model
+    if not Path(model).exists() and "/" not in model and shipped.is_dir():
+        return str(shipped)
+    return model
+
+
 def first_per_task(items, limit: int):
     kept, counts = [], {}
     for item in items:
@@ -225,7 +234,8 @@ def _main(argv=None) -> int:
     parser.add_argument("--annotation", default="lvb_val.json", help="LongVideoBench annotation file in --data-dir")
     parser.add_argument("--subtitles", action="store_true", help="LongVideoBench: add the subtitles (interleaved by time)")
     parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-tiny"),
-                        help="the tiny model's folder, or a Hugging Face LLaVA-NeXT-Video folder or name")
+                        help="a model shipped in the repository's checkpoints/ by name (llava-video-tiny, "
+                             "llava-video-smollm2) or folder, or a Hugging Face LLaVA-NeXT-Video folder or name")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="LongVideoBench: random choice for unparsable replies")
@@ -241,6 +251,7 @@ def _main(argv=None) -> int:
     parser.add_argument("--out-dir", default="runs/video")
     args = parser.parse_args(argv)
     setup = validate_args(args)
+    args.model = shipped_model(args.model)
     names = setup.names
     torch.set_num_threads(args.threads)
     from eval.video.models import load_video_chat
