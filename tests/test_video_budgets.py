@@ -34,7 +34,7 @@ def test_budgets_in_one_table_with_paired_differences_to_the_namm(tmp_path, caps
     better = _policy({"count": [True, True, True, False], "needle": [True, True, True, False]}, 0.5)
     matched = _run(tmp_path / "matched", "matched", {"namm": NAMM, "full": FULL, "h2o": same_as_namm})
     half = _run(tmp_path / "half", 0.5, {"full": FULL, "namm": NAMM, "h2o": better})
-    assert main([str(matched), str(half), "--out", str(tmp_path / "out" / "sweep")]) == 0
+    assert main([str(matched), str(half / "results.json"), "--out", str(tmp_path / "out" / "sweep")]) == 0  # folder or file
     rows = json.loads((tmp_path / "out" / "sweep.json").read_text())["rows"]
     assert list(rows) == ["full", "namm", "h2o @ 0.5", "h2o @ matched"]
     assert rows["namm"]["m_avg"] == pytest.approx((0.25 + 0.5) / 2)

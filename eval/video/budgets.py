@@ -1,5 +1,5 @@
 """`python -m eval.video.budgets RUN [RUN ...] --out PREFIX`: one table and one plot from several
-`eval.video` runs (MLVU or builtin) that differ only in the baselines' budget (e.g. `--budget matched`,
+`eval.video` runs (their output folders or results JSON files) (MLVU or builtin) that differ only in the baselines' budget (e.g. `--budget matched`,
 `0.5`, `0.25`), so the NAMM is seen against every baseline at its own cache fraction and at fixed ones.
 
 The runs must share model, benchmark, frames, answer format, NAMM checkpoint, update schedule and items
@@ -37,10 +37,14 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def read_run(folder: Path) -> dict:
-    path = folder / "results.json"
+def results_path(run: Path) -> Path:
+    return run if run.suffix == ".json" else run / "results.json"
+
+
+def read_run(run: Path) -> dict:
+    path = results_path(run)
     if not path.is_file():
-        raise UserError(f"{path}: not found (give eval.video output folders)")
+        raise UserError(f"{path}: not found (give eval.video output folders or their results JSON files)")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -69,8 +73,8 @@ def check_same(runs: list[tuple[Path, dict]]) -> None:
     for path, results in runs[1:]:
         for key in SHARED:
             if key in first and key in results and first[key] != results[key]:
-                raise UserError(f"{path / 'results.json'}: field {key!r} is {results[key]!r}, but "
-                                f"{first_path / 'results.json'} has {first[key]!r}; the runs must differ only in --budget")
+                raise UserError(f"{results_path(path)}: field {key!r} is {results[key]!r}, but "
+                                f"{results_path(first_path)} has {first[key]!r}; the runs must differ only in --budget")
 
 
 def collect(runs: list[tuple[Path, dict]]) -> tuple[dict, dict[str, dict[str, np.ndarray]]]:
@@ -80,7 +84,7 @@ def collect(runs: list[tuple[Path, dict]]) -> tuple[dict, dict[str, dict[str, np
     for path, results in runs:
         label_budget = "matched" if results["budget"] == "matched" else f"{float(results['budget']):g}"
         for name, summary in results["policies"].items():
-            where = f"{path / 'results.json'} policy {name}"
+            where = f"{results_path(path)} policy {name}"
             label = name if name in SINGLE else f"{name} @ {label_budget}"
             items = _outcomes(summary, where)
             shape = {t: len(v) for t, v in items.items()}
@@ -191,7 +195,7 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.video.budgets", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="eval.video output folders (each with results.json)")
+    parser.add_argument("runs", nargs="+", help="eval.video output folders (each with results.json) or results JSON files")
     parser.add_argument("--out", required=True, help="output prefix: writes PREFIX.md, PREFIX.json, PREFIX.png")
     parser.add_argument("--draws", type=int, default=4000, help="bootstrap draws")
     args = parser.parse_args(argv)
