@@ -17,6 +17,12 @@ def score_vs_cache(points: dict[str, tuple[float, float, float | None]], ylabel:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, (name, (x, y, err)) in enumerate(points.items()):
         ax.errorbar(x, y, yerr=err, fmt=MARKERS[i % len(MARKERS)], markersize=7, capsize=3, alpha=0.85, label=name)
+    finish_cache_axes(fig, ax, ylabel, title, path, xlabel)
+
+
+def finish_cache_axes(fig, ax, ylabel: str, title: str, path: Path,
+                      xlabel: str = "cache fraction (kept / processed tokens)") -> None:
+    """Labels, the cache-fraction range, grid and legend of a score-against-cache plot; written as PNG."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -23,18 +22,10 @@ import numpy as np
 
 from core.atomic import write_json_atomic, write_text_atomic
 from core.errors import UserError, cli_main
+from eval.video.accuracy import wilson
 
 SHARED = ("model", "benchmark", "frames", "answer_format", "ckpt_sha256", "schedule", "limit", "n_test", "dtype")
 SINGLE = ("full", "namm")
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (math.nan, math.nan)
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def results_path(run: Path) -> Path:
@@ -164,7 +155,7 @@ def plot(rows: dict, stats: dict, title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from eval.plots import MARKERS, save_figure
+    from eval.plots import MARKERS, finish_cache_axes
 
     lines: dict[str, list[tuple[float, dict]]] = {}
     for label, row in rows.items():
@@ -178,14 +169,7 @@ def plot(rows: dict, stats: dict, title: str, path: Path) -> None:
                [100 * (p[1]["m_avg_ci"][1] - p[1]["m_avg"]) for p in points]]
         ax.errorbar(x, y, yerr=err, fmt=MARKERS[i % len(MARKERS)] + ("-" if len(points) > 1 else ""),
                     markersize=7, capsize=3, alpha=0.85, label=policy)
-    ax.set_xlabel("cache fraction (kept / processed tokens)")
-    ax.set_ylabel("M-Avg accuracy (%), 95% bootstrap")
-    ax.set_title(title, fontsize=9)
-    ax.set_xlim(0, 1.05)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    save_figure(fig, path, dpi=120)
+    finish_cache_axes(fig, ax, "M-Avg accuracy (%), 95% bootstrap", title, path)
 
 
 def main(argv=None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import random
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from eval.video import mlvu
+from eval.video.accuracy import wilson
 from eval.video.choices import letter
 
 from .scenes import TASKS, make_video
@@ -79,15 +79,6 @@ def word_choice(model, tokenizer, text: str, candidates) -> int:
             score += float(out.log_softmax(-1).gather(1, cont[0, 1:, None]).sum())
         scores.append(score)
     return max(range(len(scores)), key=scores.__getitem__)
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def evaluate(model, tokenizer, n_videos: int, segments: int, frames_per_segment: int, seed: int = 0,
