@@ -86,14 +86,24 @@ def _main(argv=None) -> int:
     from eval.video.models import load_video_chat
     from zoo.video.frame_text import FrameText
 
-    names = [n for n in args.policies.split(",") if n]
+    from eval.lm.checks import at_least, name_list, policy_names
+    from zoo.video.smol_llava import META
+
+    names = name_list("--policies", args.policies, policy_names())
+    for option, value in (("--frames", args.frames), ("--limit", args.limit), ("--n-test", args.n_test),
+                          ("--threads", args.threads)):
+        at_least(option, value, 1)
+    model = shipped_model(args.model)
+    if not (Path(model) / META).is_file():
+        raise UserError(f"--model {args.model}: not a SmolLM2 LLaVA folder (no {META}); only that model writes "
+                        "frames as caption and background tokens")
     if "namm" not in names:
         raise UserError("--policies: the baselines are matched to the NAMM, so namm must be one of them")
     names = ["namm"] + [n for n in names if n != "namm"]
     setup_args = argparse.Namespace(ckpt=args.ckpt, budget="matched", n_up=None, prompt_end=None)
     setup = policy_setup.resolve(setup_args, names, DEFAULT_SCHEDULE)
     torch.set_num_threads(args.threads)
-    chat = load_video_chat(shipped_model(args.model))
+    chat = load_video_chat(model)
     background = set(FrameText(chat.processor.tokenizer.inner, 25).background)
     items = first_per_task(mlvu.load(builtin_split(args.n_test), tasks=None), args.limit)
     rows: dict[str, list[dict]] = {n: [] for n in names}
@@ -101,6 +111,7 @@ def _main(argv=None) -> int:
         frames = mlvu.load_frames(item, args.frames)
         prompt = chat.mlvu_words_prompt(item)
         kinds = token_kinds(chat.model, chat.processor(prompt, frames), background)
+        counts = {k: int(c) for k, c in zip(KINDS, np.bincount(kinds, minlength=len(KINDS)))}
         budget = None
         for name in names:
             policy = setup.build(name) if name == "namm" else setup.build(name, budget)
@@ -110,17 +121,17 @@ def _main(argv=None) -> int:
                 if name == "namm":
                     budget = policy_setup.matched_budget(session.cache.fraction_at_update())
             rows[name].append({"item": item.id, "task": item.task, "correct": mlvu.score(item, reply, "words")["correct"],
-                               "cache": session.cache.fraction(), **stats})
+                               "cache": session.cache.fraction(), "prompt_tokens": counts, **stats})
     summary = {n: {k: float(np.mean([r[k] for r in rs])) for k in (*KINDS, "caption_share_of_kept", "cache", "correct")}
                for n, rs in rows.items()}
-    n_kinds = {KINDS[i]: int(c) for i, c in enumerate(np.bincount(kinds, minlength=len(KINDS)))}
-    print(f"{len(items)} videos, {args.frames} frames; last prompt's tokens by kind: {n_kinds}")
+    mean_counts = {k: round(float(np.mean([r["prompt_tokens"][k] for r in rows[names[0]]])), 1) for k in KINDS}
+    print(f"{len(items)} videos, {args.frames} frames; a prompt's tokens by kind, mean over videos: {mean_counts}")
     print(f"{'policy':<10}{'cache':>7}" + "".join(f"{'kept ' + k:>17}" for k in KINDS) + f"{'caption share':>14}{'correct':>9}")
     for n, s in summary.items():
         print(f"{n:<10}{s['cache']:>7.2f}" + "".join(f"{s[k]:>17.2f}" for k in KINDS)
               + f"{s['caption_share_of_kept']:>14.2f}{s['correct']:>9.2f}")
     write_json_atomic(Path(args.out), {"model": args.model, "frames": args.frames, "limit": args.limit,
-                                       "summary": summary, "items": rows})
+                                       "prompt_tokens": mean_counts, "summary": summary, "items": rows})
     print(f"wrote {args.out}")
     return 0
 
