@@ -9,8 +9,11 @@
 policy; LongVideoBench prints accuracy overall and by duration group (and writes the breakdown by
 question category to the results JSON). Every table carries the mean cache fraction; the results JSON
 and a plot of accuracy against cache fraction are written. The default model is the small one
-shipped in checkpoints/llava-video-tiny (see zoo/video); `--model` also takes a Hugging Face
-LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
+shipped in checkpoints/llava-video-tiny (fast, for smoke tests: it answers only first_last above chance).
+The model that separates memory policies is `--model llava-video-smollm2 --frames 64 --answer-format
+words` (SmolLM2-135M reading ~1.7k-token video prompts; see zoo/video). `--model` also takes a Hugging
+Face LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
+`python -m eval.video.budgets` puts runs at several `--budget` in one table.
 
 `--answer-format letter` (default) is MLVU's protocol: options listed, the reply after "Best option:(" must be
 the answer's letter. `words` (MLVU and builtin only) asks the question without options and the greedy reply
