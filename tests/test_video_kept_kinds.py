@@ -30,7 +30,7 @@ def test_the_shipped_video_model_writes_each_frame_as_its_caption_then_backgroun
     chat = load_video_chat(str(REPO / "checkpoints" / "llava-video-smollm2"))
     item = first_per_task(mlvu.load(builtin_split(100), tasks=None), 1)[0]
     inputs = chat.processor(chat.mlvu_words_prompt(item), mlvu.load_frames(item, 16))
-    kinds = token_kinds(chat.model, inputs, set(FrameText(chat.processor.tokenizer.inner, 25).background))
+    kinds = token_kinds(chat.model, inputs, set(FrameText(chat.processor.tokenizer.inner, chat.processor.tokens_per_frame).background))
     video = kinds[inputs["input_ids"][0].numpy() == chat.model.config.video_token_index].reshape(16, 25)
     caption = video == KINDS.index("caption")
     assert caption.any()

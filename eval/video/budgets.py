@@ -111,16 +111,13 @@ def intervals(outcomes: dict[str, dict[str, np.ndarray]], draws: int = 4000, see
     tasks = sorted(sizes)
     index = {t: rng.integers(0, sizes[t], size=(draws, sizes[t])) for t in tasks}
     draws_of = {label: m_avg_draws(items, index) for label, items in outcomes.items()}
+    point = {label: float(np.mean([items[t].mean() for t in tasks])) for label, items in outcomes.items()}
     out = {}
-    for label, items in outcomes.items():
-        d = draws_of[label]
-        entry = {"m_avg": float(np.mean([items[t].mean() for t in tasks])),
-                 "m_avg_ci": [float(x) for x in np.quantile(d, [0.025, 0.975])]}
-        if "namm" in draws_of and label != "namm":
-            diff = d - draws_of["namm"]
-            point = entry["m_avg"] - float(np.mean([outcomes["namm"][t].mean() for t in tasks]))
-            entry["vs_namm"] = point
-            entry["vs_namm_ci"] = [float(x) for x in np.quantile(diff, [0.025, 0.975])]
+    for label in outcomes:
+        entry = {"m_avg": point[label], "m_avg_ci": [float(x) for x in np.quantile(draws_of[label], [0.025, 0.975])]}
+        if "namm" in outcomes and label != "namm":
+            entry["vs_namm"] = point[label] - point["namm"]
+            entry["vs_namm_ci"] = [float(x) for x in np.quantile(draws_of[label] - draws_of["namm"], [0.025, 0.975])]
         out[label] = entry
     return out
 

@@ -26,16 +26,13 @@ KINDS = ("caption", "background", "text")
 
 def token_kinds(model, inputs: dict, background_ids: set[int]) -> np.ndarray:
     """Kind index (into KINDS) of every prompt position, from the decoded video tokens."""
-    from zoo.video.vision_stage import video_tokens
+    from zoo.video.vision_stage import decoded_ids
 
     ids = inputs["input_ids"].reshape(-1).numpy()
     kinds = np.full(len(ids), KINDS.index("text"))
     video = np.flatnonzero(ids == model.config.video_token_index)
     pixels = inputs["pixel_values_videos"]
-    with torch.no_grad():
-        feats = video_tokens(model, pixels.reshape(-1, *pixels.shape[-3:]).to(model.dtype)).reshape(-1, model.config.text_config.hidden_size).float()
-        emb = model.get_input_embeddings().weight.float()
-        decoded = (feats.pow(2).sum(-1, keepdim=True) - 2 * feats @ emb.T + emb.pow(2).sum(-1)).argmin(-1).numpy()
+    decoded = decoded_ids(model, pixels.reshape(-1, *pixels.shape[-3:])).reshape(-1).numpy()
     if len(decoded) != len(video):
         raise ValueError(f"{len(video)} video tokens in the prompt, {len(decoded)} decoded from the frames")
     is_background = np.isin(decoded, sorted(background_ids))
@@ -48,12 +45,12 @@ def kept_by_kind(cache, kinds: np.ndarray) -> dict[str, float]:
     fractions = {k: [] for k in KINDS}
     shares = []
     n_prompt = len(kinds)
+    total = np.bincount(kinds, minlength=len(KINDS))
     for mem in cache.memories():
         positions = mem.positions[0]  # [heads, kept]
         for head in positions:
             kept = head[head < n_prompt].numpy()
             held = np.bincount(kinds[kept], minlength=len(KINDS))
-            total = np.bincount(kinds, minlength=len(KINDS))
             for i, k in enumerate(KINDS):
                 if total[i]:
                     fractions[k].append(held[i] / total[i])
@@ -104,7 +101,7 @@ def _main(argv=None) -> int:
     setup = policy_setup.resolve(setup_args, names, DEFAULT_SCHEDULE)
     torch.set_num_threads(args.threads)
     chat = load_video_chat(model)
-    background = set(FrameText(chat.processor.tokenizer.inner, 25).background)
+    background = set(FrameText(chat.processor.tokenizer.inner, chat.processor.tokens_per_frame).background)
     items = first_per_task(mlvu.load(builtin_split(args.n_test), tasks=None), args.limit)
     rows: dict[str, list[dict]] = {n: [] for n in names}
     for item in tqdm(items, desc="videos", unit="video"):

@@ -57,12 +57,17 @@ def video_tokens(model, pixels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def decoded_ids(model, pixels: torch.Tensor) -> torch.Tensor:
+    """[N, 3, S, S] frames -> [N, tokens_per_frame] ids of each video token's nearest input embedding
+    (Euclidean): the text the vision tower writes for each frame."""
+    emb = model.get_input_embeddings().weight.float()
+    out = video_tokens(model, pixels.to(model.dtype)).float()
+    return (out.pow(2).sum(-1, keepdim=True) - 2 * out @ emb.T + emb.pow(2).sum(-1)).argmin(-1)
+
+
 def decode_accuracy(model, pixels: torch.Tensor, target_ids: torch.Tensor) -> float:
-    """Share of video tokens whose nearest input embedding (Euclidean) is the caption's token."""
-    emb = model.get_input_embeddings().weight
-    out = video_tokens(model, pixels)
-    pred = (out.pow(2).sum(-1, keepdim=True) - 2 * out @ emb.T + emb.pow(2).sum(-1)).argmin(-1)
-    return float((pred == target_ids).float().mean())
+    """Share of video tokens whose nearest input embedding is the caption's token."""
+    return float((decoded_ids(model, pixels) == target_ids).float().mean())
 
 
 def train(model, processor, steps: int, lr: float = 3e-3, noise: float = 0.05, seed: int = 0, log=print) -> dict:
