@@ -51,7 +51,7 @@ def prediction_settings(args, policy: str, budget, ckpt_sha256: str | None, sche
     if policy != "full":
         settings.update(n_up=schedule.n_up, update_at_prompt_end=schedule.at_prompt_end)
     if policy == "namm":
-        settings["ckpt_sha256"] = ckpt_sha256
+        settings.update(policy_setup.namm_settings(ckpt_sha256, budget))
     elif policy != "full":
         settings["budget"] = float(budget)
     return json.loads(json.dumps(settings))  # as it reads back from the file

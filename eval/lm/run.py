@@ -173,9 +173,12 @@ def run_policies(args) -> dict:
 
 
 def item_budget(setup, name: str, namm_row: dict | None) -> float | None:
-    """The budget a policy gets on one item: None for the NAMM and the full cache, else the run's fixed
-    budget, or (matched) the NAMM's fraction right after its last update on this item."""
-    if name in ("namm", "full"):
+    """The budget a policy gets on one item: None for the full cache and a threshold NAMM (a top-k NAMM:
+    the run's), else the run's fixed budget, or (matched) the NAMM's fraction right after its last update
+    on this item."""
+    if name == "namm":
+        return setup.namm_budget
+    if name == "full":
         return None
     if not setup.matched:
         return setup.budget

@@ -101,7 +101,7 @@ def plot(rows: dict, title: str, path: Path) -> None:
 
 
 def protocol_settings(args, name: str, env: str, dt_path: Path, ckpt_sha256: str | None, schedule,
-                      budgets=None) -> dict:
+                      budgets=None, namm_budget: float | None = None) -> dict:
     """Everything that changes one protocol's result."""
     dt_files = sorted(p for p in dt_path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin"))
     settings = {"env": env, "dt_sha256": file_sha256(*dt_files), "protocol": name, "episodes": args.episodes,
@@ -110,7 +110,7 @@ def protocol_settings(args, name: str, env: str, dt_path: Path, ckpt_sha256: str
     if name not in ("window", "full"):
         settings.update(n_up=schedule.n_up, update_at_prompt_end=schedule.at_prompt_end)
     if name == "namm":
-        settings["ckpt_sha256"] = ckpt_sha256
+        settings.update(policy_setup.namm_settings(ckpt_sha256, namm_budget))
     elif budgets is not None:
         settings["budgets"] = budgets
     elif name not in ("window", "full"):
@@ -171,7 +171,8 @@ def _main(argv=None) -> int:
         results["schedule"]["note"] = PROMPT_END_NOTE
     for name in tqdm(names, desc="eval.rl", unit="protocol"):
         budgets = protocol_budgets(setup, name, rows)
-        settings = protocol_settings(args, name, env, dt_path, ckpt_sha256, setup.schedule, budgets)
+        settings = protocol_settings(args, name, env, dt_path, ckpt_sha256, setup.schedule, budgets,
+                                     setup.namm_budget)
         rows[name] = stored.load(name, settings)
         if rows[name] is None:  # not done before with these settings
             result, fractions, at_update = run_protocol(bundle, name, args, setup, budgets)
@@ -180,6 +181,8 @@ def _main(argv=None) -> int:
                 rows[name].update(budget=float(np.mean(budgets)), budgets=budgets)
             elif name not in ("window", "full", "namm"):
                 rows[name]["budget"] = setup.budget
+            elif name == "namm" and setup.namm_budget is not None:
+                rows[name]["budget"] = setup.namm_budget
             stored.save(name, settings, rows[name])
         results["pending"] = names[len(rows):]
         write_json_atomic(out / "results.json", results)  # what is done so far, after every protocol

@@ -129,6 +129,8 @@ def evaluate_policy(chat, items, name, args, setup, budgets=None):
         summary.update(budget=sum(given) / len(given) if given else None, budgets={i: budgets[i] for i in fractions})
     elif name not in ("full", "namm"):
         summary["budget"] = setup.budget
+    elif name == "namm" and setup.namm_budget is not None:
+        summary["budget"] = setup.namm_budget
     return summary
 
 
@@ -201,7 +203,8 @@ def validate_args(args) -> policy_setup.PolicySetup:
     return setup
 
 
-def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=None) -> dict:
+def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=None,
+                    namm_budget: float | None = None) -> dict:
     """Everything that changes one policy's result."""
     settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": name, "frames": args.frames,
                 "limit": args.limit, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype,
@@ -215,7 +218,7 @@ def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=
     if name != "full":
         settings.update(n_up=schedule.n_up, prompt_end=schedule.at_prompt_end)
     if name == "namm":
-        settings["ckpt_sha256"] = ckpt_sha256
+        settings.update(policy_setup.namm_settings(ckpt_sha256, namm_budget))
     elif budgets is not None:
         settings["budgets"] = budgets
     elif name != "full":
@@ -281,7 +284,7 @@ def _main(argv=None) -> int:
                "ckpt_sha256": ckpt_sha256, "chance": chance, "policies": {}}
     for i, name in enumerate(tqdm(names, desc="eval.video", unit="policy")):
         budgets = item_budgets(setup, name, results["policies"])
-        settings = policy_settings(args, name, ckpt_sha256, setup.schedule, budgets)
+        settings = policy_settings(args, name, ckpt_sha256, setup.schedule, budgets, setup.namm_budget)
         summary = stored.load(name, settings)
         if summary is None:  # not done before with these settings
             summary = evaluate_policy(chat, items, name, args, setup, budgets)
