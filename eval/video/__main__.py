@@ -8,7 +8,7 @@
 .cache/video_builtin-eval). MLVU and the builtin benchmark print per-task accuracy and M-Avg per
 policy; LongVideoBench prints accuracy overall and by duration group (and writes the breakdown by
 question category to the results JSON). Every table carries the mean cache fraction; the results JSON
-and a plot of accuracy against cache fraction are written. The default model is the one that separates
+and a forest plot (a row per policy, its cache fraction beside) are written. The default model is the one that separates
 memory policies: checkpoints/llava-video-smollm2 (SmolLM2-135M reading ~1.7k-token video prompts; see
 zoo/video) at 64 frames, answered in words. `--model llava-video-tiny --frames 32 --answer-format letter`
 is the small smoke-test model (fast; it answers only first_last above chance). `--model` also takes a
@@ -47,7 +47,7 @@ from eval.policy_results import PolicyResults, model_identity
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
 from eval.video.answering import run_lvb, run_mlvu
-from eval.plots import score_vs_cache
+from eval.plots import ForestRow, forest
 from eval.video.frames import DecodeStats
 
 REPO = Path(__file__).resolve().parents[2]
@@ -177,10 +177,12 @@ def format_table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
+    """A forest: a row per policy, its accuracy (M-Avg for MLVU and builtin), its cache fraction beside."""
     key, label = ("acc", "accuracy (%)") if results["benchmark"] == "longvideobench" else ("m_avg", "M-Avg accuracy (%)")
-    points = {name: (s["cache_fraction"], 100 * s[key], None) for name, s in results["policies"].items()}
-    score_vs_cache(points, label,
-                   f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path)
+    policies = results["policies"]
+    rows = [ForestRow(name, 100 * s[key], None, s["cache_fraction"], s.get("budget")) for name, s in policies.items()]
+    forest(rows, label, f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path,
+           reference=100 * policies["full"][key] if "full" in policies else None)
 
 
 def validate_args(args) -> policy_setup.PolicySetup:
