@@ -101,3 +101,26 @@ def test_results_of_a_revised_rule_are_recomputed_and_others_are_kept(tmp_path, 
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert main(BASE + ["--policies", "h2o,snapkv", "--out-dir", str(out)]) == 0
     assert [name for name, _ in fake_lm] == ["h2o", "h2o", "snapkv", "snapkv", "snapkv", "snapkv"]
+
+
+def test_choubun_rows_made_with_other_templates_are_not_reused(tmp_path):
+    """The ChouBun templates were replaced by the project's own: a stored row without the current templates'
+    version (the reference's templates) is not read back as if made with the new ones."""
+    from types import SimpleNamespace
+
+    from core.policies import Schedule
+    from eval.lm import choubun_config
+    from eval.lm.resume_key import prediction_settings, read_predictions
+
+    args = SimpleNamespace(model="smollm2", benchmark="choubun", data_dir=str(tmp_path), max_length=None)
+    settings = prediction_settings(args, "full", None, None, Schedule(512))
+    assert settings["choubun_templates"] == choubun_config.TEMPLATES_VERSION
+    old = {key: value for key, value in settings.items() if key != "choubun_templates"}
+    path = tmp_path / "wiki_qa.jsonl"
+    rows = [{"id": "a", "prediction": "東京", "cache_fraction": 1.0, "seconds": 0.1, "settings": old},
+            {"id": "b", "prediction": "東京", "cache_fraction": 1.0, "seconds": 0.1, "settings": settings}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert list(read_predictions(path, settings)) == ["b"]
+    longbench = prediction_settings(SimpleNamespace(**{**vars(args), "benchmark": "longbench"}), "full", None, None,
+                                    Schedule(512))
+    assert "choubun_templates" not in longbench

@@ -2,7 +2,8 @@
 
 Every row of OUT/preds/<policy>/<task>.jsonl carries "settings": the model (for a local folder also its
 config files' hash and its weight files' sizes and times), the benchmark and its
-prompt settings (builtin: length and seed; official benchmarks: the data folder and --max-length), the
+prompt settings (builtin: length and seed; official benchmarks: the data folder and --max-length; ChouBun
+also the version of the project's prompt templates), the
 policy and what changes its output (the NAMM checkpoint's content hash; a baseline's budget; the run's
 update schedule: n_up and whether policies also update at the prompt's end). A row is reused only when its
 settings equal the current run's; other rows stay in the file untouched (so two settings can share an --out-dir) and are ignored.
@@ -46,6 +47,10 @@ def prediction_settings(args, policy: str, budget, ckpt_sha256: str | None, sche
         settings.update(length=args.length, seed=args.seed)
     else:
         settings.update(data_dir=str(Path(args.data_dir).resolve()), max_length=args.max_length)
+    if args.benchmark == "choubun":  # the project's own templates: rows made with the earlier ones are not reused
+        from eval.lm.choubun_config import TEMPLATES_VERSION
+
+        settings["choubun_templates"] = TEMPLATES_VERSION
     if getattr(args, "protocol", "whole-prompt") != "whole-prompt":
         settings["protocol"] = args.protocol
     if policy != "full":

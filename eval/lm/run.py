@@ -1,5 +1,5 @@
 """`python -m eval.lm run`: every memory policy on every task, resumable, with a table, a results
-JSON and a plot of score against cache fraction.
+JSON and a forest plot (a row per policy: normalised score with its interval, cache fraction beside).
 
 Predictions go to OUT/preds/<policy>/<task>.jsonl one line per item as it finishes, so a killed
 run continues where it stopped. With `--budget matched` the NAMM runs first and each baseline gets, on
@@ -24,7 +24,7 @@ from core.policies import Schedule
 from eval import policy_setup
 from eval.lm import builtin_tasks, checks
 from eval.lm.bootstrap import normalised_interval
-from eval.plots import score_vs_cache
+from eval.plots import ForestRow, forest
 from core.atomic import remove_stale_temporaries, write_json_atomic
 from eval.lm.resume_key import checkpoint_sha256, prediction_settings, read_predictions
 
@@ -259,12 +259,18 @@ def format_table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
+    """A forest: a row per policy, its normalised score with the paired 95% interval (the mean score where
+    no full cache ran), its mean cache fraction written beside."""
     has_norm = any(s["normalised_score"] is not None for s in results["summary"].values())
-    points = {name: (s["cache_fraction"], s["normalised_score"] if has_norm else s["mean_score"], None)
-              for name, s in results["summary"].items()}
-    score_vs_cache(points, "normalised score (vs full cache)" if has_norm else "mean score",
-                   f"{results['model']} on {results['benchmark']}: {', '.join(results['tasks'])}", path,
-                   xlabel="mean cache fraction (kept / processed tokens)")
+    rows = []
+    for name, s in results["summary"].items():
+        budgets = [v["budget"] for v in results["policies"][name].values() if v.get("budget") is not None]
+        ci = s.get("normalised_ci95") if has_norm else None
+        rows.append(ForestRow(name, s["normalised_score"] if has_norm else s["mean_score"], tuple(ci) if ci else None,
+                              s["cache_fraction"], sum(budgets) / len(budgets) if budgets else None))
+    forest(rows, "score / full cache's on the same items (95% paired interval)" if has_norm else "mean score",
+           f"{results['model']} on {results['benchmark']}: {', '.join(results['tasks'])}", path,
+           reference=1.0 if has_norm else None)
 
 
 def add_arguments(parser) -> None:

@@ -34,7 +34,7 @@ from eval.lm.resume_key import checkpoint_sha256
 from eval.policy_results import PolicyResults, file_sha256
 from eval.rl.dt_model import load_dt
 from eval.rl.envs import canonical_env
-from eval.plots import score_vs_cache
+from eval.plots import ForestRow, forest
 from eval.rl.rollout import concatenate, evaluate, window_action
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,9 +95,12 @@ def format_table(rows: dict, header: str = "") -> str:
 
 
 def plot(rows: dict, title: str, path: Path) -> None:
-    points = {name: (r["cache_fraction"], r["score_mean"], r["score_std"]) for name, r in rows.items()}
-    score_vs_cache(points, "D4RL normalised score", title, path,
-                   xlabel="cache fraction at episode end (kept / processed tokens)")
+    """A forest: a row per protocol, its mean D4RL score with +-1 s.d. over episodes, its cache fraction at
+    episode end beside."""
+    forest([ForestRow(name, r["score_mean"], (r["score_mean"] - r["score_std"], r["score_mean"] + r["score_std"]),
+                      r["cache_fraction"], r.get("budget")) for name, r in rows.items()],
+           "D4RL normalised score (mean, +-1 s.d. over episodes)", title, path,
+           reference=rows["full"]["score_mean"] if "full" in rows else None)
 
 
 def protocol_settings(args, name: str, env: str, dt_path: Path, ckpt_sha256: str | None, schedule,

@@ -2,8 +2,8 @@
 never saw, on two control tasks and on video, each against every baseline at the NAMM's own cache
 fraction (`--budget matched` in every CLI), in one report.
 
-Writes OUT/report.md (a table per evaluation), OUT/report.json, OUT/transfer.png (normalised score
-against cache fraction, a panel per evaluation) and OUT/kept.png (the NAMM's kept fraction per layer
+Writes OUT/report.md (a table per evaluation), OUT/report.json, OUT/transfer.png (a forest per
+evaluation: normalised score with its interval per policy, cache fraction beside) and OUT/kept.png (the NAMM's kept fraction per layer
 and the age of the tokens it keeps, per modality). Each evaluation is the CLI a user would run (its
 command is in the report) with its own folder under OUT, so a rerun reuses what is done.
 """

@@ -1,24 +1,24 @@
 """`python -m eval.video`: a LLaVA-NeXT-Video model under every memory policy on a video benchmark.
 
     python -m eval.video [--ckpt NAMM_DIR] [--benchmark builtin|mlvu|longvideobench] [--data-dir D]
-                         [--model M] [--frames 32] [--policies full,namm,h2o,l2] [--limit N]
-                         [--answer-format letter|words]
+                         [--model M] [--frames 64] [--policies full,namm,h2o,l2] [--limit N]
+                         [--answer-format words|letter]
 
 `builtin` is the generated MLVU-format benchmark (its test split is generated on first use under
 .cache/video_builtin-eval). MLVU and the builtin benchmark print per-task accuracy and M-Avg per
 policy; LongVideoBench prints accuracy overall and by duration group (and writes the breakdown by
 question category to the results JSON). Every table carries the mean cache fraction; the results JSON
-and a plot of accuracy against cache fraction are written. The default model is the small one
-shipped in checkpoints/llava-video-tiny (fast, for smoke tests: it answers only first_last above chance).
-The model that separates memory policies is `--model llava-video-smollm2 --frames 64 --answer-format
-words` (SmolLM2-135M reading ~1.7k-token video prompts; see zoo/video). `--model` also takes a Hugging
-Face LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
+and a forest plot (a row per policy, its cache fraction beside) are written. The default model is the one that separates
+memory policies: checkpoints/llava-video-smollm2 (SmolLM2-135M reading ~1.7k-token video prompts; see
+zoo/video) at 64 frames, answered in words. `--model llava-video-tiny --frames 32 --answer-format letter`
+is the small smoke-test model (fast; it answers only first_last above chance). `--model` also takes a
+Hugging Face LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
 `python -m eval.video.budgets` puts runs at several `--budget` in one table.
 
-`--answer-format letter` (default) is MLVU's protocol: options listed, the reply after "Best option:(" must be
-the answer's letter. `words` (MLVU and builtin only) asks the question without options and the greedy reply
-after "Answer:" must start with the answer's text (any other reply is wrong): a cloze form for models too
-small to map options to letters, such as zoo/video's SmolLM2 LLaVA.
+`--answer-format letter` (the default for LongVideoBench) is MLVU's protocol: options listed, the reply after
+"Best option:(" must be the answer's letter. `words` (the default for MLVU and builtin) asks the question
+without options and the greedy reply after "Answer:" must start with the answer's text (any other reply is
+wrong): a cloze form for models too small to map options to letters, such as zoo/video's SmolLM2 LLaVA.
 
 Every policy updates on one schedule (the NAMM checkpoint's where its config.json sets it; see
 eval.policy_setup): with n_up 512 and no update at the prompt's end, a prompt shorter than 512 tokens is
@@ -47,7 +47,7 @@ from eval.policy_results import PolicyResults, model_identity
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
 from eval.video.answering import run_lvb, run_mlvu
-from eval.plots import score_vs_cache
+from eval.plots import ForestRow, forest
 from eval.video.frames import DecodeStats
 
 REPO = Path(__file__).resolve().parents[2]
@@ -179,10 +179,12 @@ def format_table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
+    """A forest: a row per policy, its accuracy (M-Avg for MLVU and builtin), its cache fraction beside."""
     key, label = ("acc", "accuracy (%)") if results["benchmark"] == "longvideobench" else ("m_avg", "M-Avg accuracy (%)")
-    points = {name: (s["cache_fraction"], 100 * s[key], None) for name, s in results["policies"].items()}
-    score_vs_cache(points, label,
-                   f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path)
+    policies = results["policies"]
+    rows = [ForestRow(name, 100 * s[key], None, s["cache_fraction"], s.get("budget")) for name, s in policies.items()]
+    forest(rows, label, f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path,
+           reference=100 * policies["full"][key] if "full" in policies else None)
 
 
 def validate_args(args) -> policy_setup.PolicySetup:
@@ -239,23 +241,26 @@ def _main(argv=None) -> int:
                         help="MLVU folder (json/ and video/) or LongVideoBench folder (lvb_val.json, videos/, subtitles/)")
     parser.add_argument("--annotation", default="lvb_val.json", help="LongVideoBench annotation file in --data-dir")
     parser.add_argument("--subtitles", action="store_true", help="LongVideoBench: add the subtitles (interleaved by time)")
-    parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-tiny"),
+    parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-smollm2"),
                         help="a model shipped in the repository's checkpoints/ by name (llava-video-tiny, "
                              "llava-video-smollm2) or folder, or a Hugging Face LLaVA-NeXT-Video folder or name")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="LongVideoBench: random choice for unparsable replies")
-    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--policies", default="full,namm,h2o,l2")
     policy_setup.add_arguments(parser, DEFAULT_SCHEDULE)
     parser.add_argument("--limit", type=int, default=None, help="at most this many items per task (MLVU, builtin) or in all (LongVideoBench)")
     parser.add_argument("--n-test", type=int, default=100, help="videos generated for the builtin benchmark")
-    parser.add_argument("--answer-format", default="letter", choices=list(mlvu.ANSWER_FORMATS),
-                        help="letter: MLVU's options and letter; words: the question alone, the reply matched to the option texts")
+    parser.add_argument("--answer-format", default=None, choices=list(mlvu.ANSWER_FORMATS),
+                        help="letter: MLVU's options and letter; words: the question alone, the reply matched to the "
+                             "option texts (default: words, letter for longvideobench)")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/video")
     args = parser.parse_args(argv)
+    if args.answer_format is None:  # LongVideoBench is scored by its letter rule only
+        args.answer_format = "letter" if args.benchmark == "longvideobench" else "words"
     setup = validate_args(args)
     args.model = shipped_model(args.model)
     names = setup.names
