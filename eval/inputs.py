@@ -111,17 +111,26 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def output_folder(option: str, folder) -> Path:
-    """A folder the run can create or write into: not a file, not under a file, writable."""
-    folder = Path(folder)
+def _folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written into `folder` (made if missing), or None."""
     if folder.exists() and not folder.is_dir():
-        raise UserError(f"{option} {folder}: is a file, not a folder")
+        return "is a file, not a folder"
     base = _nearest_existing(folder)
     if not base.is_dir():
-        raise UserError(f"{option} {folder}: {base} is a file, so the folder cannot be made")
+        return f"{base} is a file, so the folder cannot be made"
     if not os.access(base, os.W_OK | os.X_OK):
-        what = "the folder" if base == Path(os.path.abspath(folder)) else f"{base}, where it would be made,"
-        raise UserError(f"{option} {folder}: {what} is not writable")
+        if base == Path(os.path.abspath(folder)):
+            return "the folder is not writable"
+        return f"{base}, where it would be made, is not writable"
+    return None
+
+
+def output_folder(option: str, folder) -> Path:
+    """A folder the run can create or write into: not a file, not under a file, writable (its subfolders too)."""
+    folder = Path(folder)
+    problem = _folder_problem(folder)
+    if problem:
+        raise UserError(f"{option} {folder}: {problem}")
     for sub in (folder.iterdir() if folder.is_dir() else ()):
         if sub.is_dir() and not os.access(sub, os.W_OK | os.X_OK):
             raise UserError(f"{option} {folder}: its folder {sub.name}/ is not writable")
@@ -129,13 +138,17 @@ def output_folder(option: str, folder) -> Path:
 
 
 def output_file(option: str, path) -> Path:
-    """A file path that can be written atomically: not a folder, in a folder that exists or can be made."""
+    """A file path that can be written atomically (a temporary beside it, then a rename): not a folder, in a
+    folder that exists or can be made and is writable."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{option} {path}: is a folder, expected a file name")
-    if str(path).endswith(os.sep):
-        raise UserError(f"{option} {path}: expected a file name, not a folder")
-    output_folder(option, path.parent if str(path.parent) else Path("."))
+    parent = path.parent if str(path.parent) else Path(".")
+    problem = _folder_problem(parent)
+    if problem:
+        where = {"is a file, not a folder": f"{parent} is a file, not a folder",
+                 "the folder is not writable": "its folder is not writable"}.get(problem, problem)
+        raise UserError(f"{option} {path}: {where}")
     return path
 
 
