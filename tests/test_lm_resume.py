@@ -161,3 +161,19 @@ def test_a_stored_row_of_the_wrong_type_is_named_before_the_model_loads(tmp_path
     err = capsys.readouterr().err
     assert f"{path}:2: field '{field}' must be" in err and err.count("\n") == 1
     assert len(fake_lm) == calls
+
+
+def test_a_second_run_on_a_locked_folder_is_refused_and_cuts_no_line_being_written(tmp_path, fake_lm, capsys):
+    """The check of stored rows is made before the lock: it must leave a half-written last line alone."""
+    from core.lock import FolderLock
+
+    out = tmp_path / "run"
+    assert main(BASE + ["--policies", "full", "--out-dir", str(out)]) == 0
+    path = out / "preds" / "full" / "passkey.jsonl"
+    torn = path.read_bytes() + b'{"id": "passkey-200-0-'  # the first run is writing this row now
+    path.write_bytes(torn)
+    capsys.readouterr()
+    with FolderLock(out):
+        assert main(BASE + ["--policies", "full", "--out-dir", str(out)]) == 2
+    assert "output folder is in use by process" in capsys.readouterr().err
+    assert path.read_bytes() == torn and len(fake_lm) == 2

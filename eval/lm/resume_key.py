@@ -91,17 +91,21 @@ def prediction_settings(args, policy: str, budget, ckpt_sha256: str | None, sche
     return json.loads(json.dumps(settings))  # as it reads back from the file
 
 
-def read_predictions(path: Path, settings=None) -> dict[str, dict]:
+def read_predictions(path: Path, settings=None, repair: bool = True) -> dict[str, dict]:
     """Rows of a predictions file by id, keeping only those made with `settings` (all when None); `settings`
     may also be a function of the row's id (settings that differ by item, such as matched budgets).
 
-    A torn last line is truncated away; any other bad line names the file and the line."""
+    A torn last line is truncated away (with `repair`; without, it is only left out: a check made before the
+    output folder is locked must not cut a line another run is writing); any other bad line names the file
+    and the line."""
     path = Path(path)
     done: dict[str, dict] = {}
     if not path.exists():
         return done
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
+    if data and not data.endswith(b"\n") and not repair:
+        data = data[:data.rfind(b"\n") + 1]
+    elif data and not data.endswith(b"\n"):
         cut = data.rfind(b"\n") + 1
         with open(path, "r+b") as f:
             f.truncate(cut)

@@ -139,7 +139,7 @@ def validate(args) -> policy_setup.PolicySetup:
             LOADERS[args.benchmark](Path(args.data_dir), task, limit=args.n)
     out = inputs.output_folder("--out-dir", args.out_dir)
     for path in sorted((out / "preds").glob("*/*.jsonl")) if (out / "preds").is_dir() else ():
-        read_predictions(path, lambda _id: None)  # each stored row's fields and types (none reused here)
+        read_predictions(path, lambda _id: None, repair=False)  # each stored row's fields and types; no write
     return setup
 
 
