@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -214,9 +215,13 @@ def _weights(option: str, folder: Path) -> list[Path]:
     return files
 
 
+HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")  # owner/name on the Hugging Face hub
+
+
 def _missing_folder(option: str, name: str) -> None:
-    """A name that looks like a path (a separator or a leading dot) must be an existing folder."""
-    if os.sep in name or name.startswith("."):
+    """A name that is not there must read as a hub name (`owner/name`, or a bare name): anything else that looks
+    like a path (a leading dot or slash, more than one separator) is a folder that does not exist."""
+    if (os.sep in name or name.startswith(".")) and not HUB_NAME.match(name):
         raise UserError(f"{option} {name}: folder not found")
 
 

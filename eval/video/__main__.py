@@ -313,7 +313,11 @@ def _run(args, setup, out: Path) -> int:
         if args.limit:
             items = first_per_task(items, args.limit)
         chance = mlvu.chance_by_task(items)
-    chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
+    try:
+        chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
+    except OSError as err:  # a hub name that cannot be fetched here
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"--model {args.model}: cannot load: {first}") from None
     stored = stored_results(args, out)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None
     results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
