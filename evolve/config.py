@@ -105,7 +105,13 @@ def load_config(path, overrides: list[str] | tuple[str, ...] = ()) -> EvolveConf
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    return parse_config(path.read_text(encoding="utf-8"), str(path), overrides)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {err.start + 1}); save the config as UTF-8") from None
+    return parse_config(text, str(path), overrides)
 
 
 def parse_config(text: str, source: str, overrides=()) -> EvolveConfig:

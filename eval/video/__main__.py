@@ -35,15 +35,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from adapters.hf import attach
 from adapters.loading import DTYPES
 from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, cli_main
-from eval import policy_setup
+from core.lock import FolderLock
+from eval import inputs, policy_setup
 from eval.lm.checks import at_least, name_list, policy_names
 from eval.lm.resume_key import checkpoint_sha256
-from eval.policy_results import PolicyResults, model_identity
+from eval.policy_results import NUMBER, OBJECT, OPTIONAL_NUMBER, PolicyResults, model_identity
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
 from eval.video.answering import run_lvb, run_mlvu
@@ -53,6 +53,21 @@ from eval.video.frames import DecodeStats
 REPO = Path(__file__).resolve().parents[2]
 BUILTIN = REPO / ".cache" / "video_builtin-eval"
 DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=True)  # where no NAMM checkpoint or option sets it
+MAX_FRAMES = 1024  # frames decoded and held per item
+MAX_N_TEST = 5000  # generated videos per question type (written under .cache)
+MAX_NEW_TOKENS = 4096
+# What a stored policy result must hold (a rerun reads these; see eval.policy_results)
+COMMON_FIELDS = {"cache_fraction": OPTIONAL_NUMBER, "seconds_per_item": NUMBER, "decode_frames_per_second": NUMBER}
+RESULT_FIELDS = {"mlvu": {**COMMON_FIELDS, "per_task": OBJECT, "m_avg": NUMBER},
+                 "longvideobench": {**COMMON_FIELDS, "acc": NUMBER, "by_duration_group": OBJECT,
+                                    "num_missing": ((int,), "a whole number")}}
+
+
+def attach(*args, **kwargs):
+    """adapters.hf's, imported when a policy runs (transformers takes seconds to import: a bad argument is
+    refused before that)."""
+    from adapters.hf import attach as real
+    return real(*args, **kwargs)
 
 
 def builtin_split(n_test: int) -> Path:
@@ -89,7 +104,12 @@ def item_budgets(setup, name: str, results: dict) -> dict[str, float] | None:
     """Matched: each item's budget, the NAMM's fraction right after its last update on that item."""
     if not setup.matched or name in ("full", "namm"):
         return None
-    return {item: policy_setup.matched_budget(f) for item, f in results["namm"]["fractions_at_update"].items()}
+    fractions = results["namm"].get("fractions_at_update")
+    if not isinstance(fractions, dict) or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                                  for f in fractions.values()):
+        raise UserError("--budget matched: the stored namm result has no usable 'fractions_at_update' (a number "
+                        "per item); delete its file under policies/ to recompute it")
+    return {item: policy_setup.matched_budget(f) for item, f in fractions.items()}
 
 
 def evaluate_policy(chat, items, name, args, setup, budgets=None):
@@ -175,7 +195,7 @@ def format_table(results: dict) -> str:
                      f"{s['seconds_per_item']:>8.2f}{s['decode_frames_per_second']:>12.0f}")
     chance = results.get("chance", {})
     lines.append(f"{'chance':<10}" + "".join(f"{100 * chance.get(t, 0):>16.1f}" for t in tasks))
-    return "\n".join(lines)
+    return "\n".join(lines + mlvu.missing_note(results["policies"]))
 
 
 def plot(results: dict, path: Path) -> None:
@@ -194,6 +214,9 @@ def validate_args(args) -> policy_setup.PolicySetup:
                           ("--max-new-tokens", args.max_new_tokens), ("--threads", args.threads)):
         at_least(option, value, 1)  # --limit 0 used to mean "no limit": omit it for that
     at_least("--seed", args.seed, 0)
+    inputs.at_most("--frames", args.frames, MAX_FRAMES, "frames decoded and held per item")
+    inputs.at_most("--n-test", args.n_test, MAX_N_TEST, "videos generated per question type")
+    inputs.at_most("--max-new-tokens", args.max_new_tokens, MAX_NEW_TOKENS, "a reply is a short answer")
     setup = policy_setup.resolve(args, names, DEFAULT_SCHEDULE)
     if args.answer_format == "words" and args.benchmark == "longvideobench":
         raise UserError("--answer-format words: LongVideoBench is scored by its official letter rule; use letter")
@@ -202,7 +225,15 @@ def validate_args(args) -> policy_setup.PolicySetup:
             raise UserError(f"--benchmark {args.benchmark} needs --data-dir with the benchmark's files")
         if not Path(args.data_dir).is_dir():
             raise UserError(f"--data-dir {args.data_dir}: folder not found")
+    inputs.device("--device", args.device)
+    inputs.video_model("--model", shipped_model(args.model))
+    out = inputs.output_folder("--out-dir", args.out_dir)
+    stored_results(args, out).check_all()  # results of earlier runs that this one may reuse
     return setup
+
+
+def stored_results(args, out: Path) -> PolicyResults:
+    return PolicyResults(out, RESULT_FIELDS["longvideobench" if args.benchmark == "longvideobench" else "mlvu"])
 
 
 def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=None,
@@ -233,7 +264,7 @@ def main(argv=None) -> int:
     return cli_main(_main, argv)
 
 
-def _main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.video", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", default="builtin", choices=["builtin", "mlvu", "longvideobench"])
@@ -258,16 +289,26 @@ def _main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/video")
+    return parser
+
+
+def _main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.answer_format is None:  # LongVideoBench is scored by its letter rule only
         args.answer_format = "letter" if args.benchmark == "longvideobench" else "words"
-    setup = validate_args(args)
+    setup = validate_args(args)  # every input, before data or model load and before anything is written
+    out = Path(args.out_dir)
+    with FolderLock(out, "eval.video output folder"):  # one writer at a time, as evolve.run's run folders
+        return _run(args, setup, out)
+
+
+def _run(args, setup, out: Path) -> int:
     args.model = shipped_model(args.model)
     names = setup.names
     torch.set_num_threads(args.threads)
     from eval.video.models import load_video_chat
 
-    out = Path(args.out_dir)
     remove_stale_temporaries(out)
     if args.benchmark == "longvideobench":
         items = lvb.load(args.data_dir, args.annotation)
@@ -280,8 +321,12 @@ def _main(argv=None) -> int:
         if args.limit:
             items = first_per_task(items, args.limit)
         chance = mlvu.chance_by_task(items)
-    chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
-    stored = PolicyResults(out)
+    try:
+        chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
+    except OSError as err:  # a hub name that cannot be fetched here
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"--model {args.model}: cannot load: {first}") from None
+    stored = stored_results(args, out)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None
     results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
                "answer_format": args.answer_format, "limit": args.limit, "dtype": args.dtype,
