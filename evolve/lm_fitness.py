@@ -40,7 +40,7 @@ from core.namm import NAMM
 from core.policies import FullCache
 from evolve.baseline_cache import BaselineCache, prompt_set_key
 from evolve.distributed import Dist
-from evolve.fitness import Evaluation
+from evolve.evaluation import Evaluation
 from evolve.prompts import BuiltinPrompts, LongBenchPrompts, Prompt, seed_label
 
 

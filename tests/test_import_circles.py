@@ -10,9 +10,6 @@ _spec.loader.exec_module(import_circles)
 # Circles still open, each owned by another change; remove an entry when its circle is gone (the test below
 # fails on a listed circle that no longer exists, so the list cannot go stale).
 KNOWN = [
-    # issue 28 item 2: the fitness registry in evolve/fitness.py imports lm_fitness and toy inside a function,
-    # and both import evolve.fitness back; its own change moves the registry to the imported side.
-    ["evolve.fitness", "evolve.lm_fitness", "evolve.toy"],
     # core.policies.make_policy imports core.namm inside a function; core.namm imports core.policies.base,
     # which runs core/policies/__init__.py first (found by this test; core/policies is being reworked apart).
     ["core.namm", "core.policies"],
