@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from core.atomic import remove_stale_temporaries
-from core.errors import cli_main
+from core.destination import check_destination
+from core.errors import cli_main, on_interrupt
 from core.lock import FolderLock
 from evolve.config import load_config
 from evolve.distributed import env_rank, init_from_env, shutdown
@@ -39,6 +40,14 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+RUN_FILES = ("state.json", "config.yaml", "log.jsonl", ".lock", "fullcache")  # what marks a folder as a run
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder an evolution run wrote (resumable), as opposed to a checkpoint or anything else."""
+    return any((Path(path) / name).exists() for name in RUN_FILES)
+
+
 def main(argv=None) -> int:
     """A user error (config, run folder, checkpoint) prints one line and returns 2."""
     return cli_main(_main, argv)
@@ -52,7 +61,11 @@ def _main(argv=None) -> int:
     out = Path(args.out) if args.out else Path("runs") / "evolve" / Path(args.config).stem
     config_path = Path(args.config) if args.config else out / "config.yaml"
     overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
+    check_destination(out, False, "--out folder", own_run=is_run_folder,
+                      remedy="it is not an evolution run folder; choose another --out")
     config = load_config(config_path, overrides)
+    on_interrupt(f"{out} holds the run up to its last finished generation; add --resume to the same command "
+                 f"to continue")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     main_rank = env_rank() == 0  # rank 0 writes the folder, so it holds the lock
