@@ -66,3 +66,13 @@ def check_non_negative(tensors: Mapping[str, torch.Tensor], path, names: Iterabl
     for name in names:
         if name in tensors and bool((tensors[name] < 0).any()):
             raise UserError(f"{path}: tensor {name!r} has negative values; it is a variance")
+
+
+def check_loading_info(info: Mapping, path, what: str) -> None:
+    """A Hugging Face `from_pretrained(..., output_loading_info=True)` report: the weights file at `path` held
+    tensors the model lacks, or lacked some the model has (they would stay at random values)."""
+    for kind, label in (("unexpected_keys", "unknown"), ("missing_keys", "missing")):
+        names = sorted(info.get(kind) or ())
+        if names:
+            shown = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+            raise UserError(f"{path}: {label} tensor(s) {shown} for {what}")
