@@ -33,6 +33,7 @@ USAGE_STATUS = 2
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C
 GENERIC_INTERRUPT = "stopped before the end; files the command had finished writing are complete (each is written whole)"
 _interrupt_note: list[str] = []
+_depth: list = []  # the cli_main calls running now, outermost first
 
 
 def on_interrupt(message: str) -> None:
@@ -59,15 +60,23 @@ def read_json_object(path, what: str = "a JSON object") -> dict:
 def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run `main(argv)`; a UserError becomes `error: MESSAGE` on stderr and status 2, Ctrl-C one line
     `interrupted: ...` (see `on_interrupt`) and status 130."""
+    outer_note = list(_interrupt_note)
+    _depth.append(main)
     try:
         return main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_STATUS
     except KeyboardInterrupt:
+        if len(_depth) > 1:  # a command run by another (eval.transfer runs eval.lm): the outer one reports
+            raise
         note = _interrupt_note[0] if _interrupt_note else GENERIC_INTERRUPT
         print(f"interrupted: {note}", file=sys.stderr, flush=True)
         return INTERRUPTED_STATUS
+    finally:
+        _depth.pop()
+        if _depth:
+            _interrupt_note[:] = outer_note
 
 
 def require(condition: bool, message: str) -> None:

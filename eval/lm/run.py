@@ -26,6 +26,7 @@ from eval.lm import builtin_tasks, checks
 from eval.lm.bootstrap import normalised_interval
 from eval.plots import score_vs_cache
 from core.atomic import remove_stale_temporaries, write_json_atomic
+from core.errors import on_interrupt
 from eval.lm.resume_key import checkpoint_sha256, prediction_settings, read_predictions
 
 
@@ -285,6 +286,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     remove_stale_temporaries(args.out_dir)  # of killed runs only: each names its writer's pid
+    on_interrupt(f"the predictions made so far are in {Path(args.out_dir) / 'preds'}; rerun the same command to "
+                 f"continue from them")
     results = run_policies(args)
     out = Path(args.out_dir)
     write_json_atomic(out / "results.json", results)

@@ -27,7 +27,7 @@ from adapters.decision_transformer import EpisodeActor
 from adapters.hf import attach
 from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
-from core.errors import UserError, cli_main
+from core.errors import UserError, cli_main, on_interrupt
 from eval import policy_setup
 from eval.lm.checks import at_least, name_list, policy_names
 from eval.lm.resume_key import checkpoint_sha256
@@ -161,6 +161,7 @@ def _main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir or f"runs/rl/{env}")
     remove_stale_temporaries(out)
+    on_interrupt(f"each finished policy's result is in {out / 'policies'}; rerun the same command to continue")
     bundle = load_dt(dt_path, env=env)
     stored = PolicyResults(out)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None

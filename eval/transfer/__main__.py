@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.atomic import write_json_atomic, write_text_atomic
-from core.errors import UserError, cli_main
+from core.errors import UserError, cli_main, on_interrupt
 
 REPO = Path(__file__).resolve().parents[2]
 HELDOUT_TASKS = "kv_retrieval,fewshot_classification,phonebook"
@@ -172,6 +172,8 @@ def _main(argv=None) -> int:
     args.out_dir = args.out_dir or ("runs/transfer-quick" if args.quick else "runs/transfer")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    on_interrupt(f"each evaluation keeps what it finished in its folder under {out}; rerun the same command to "
+                 f"continue from there")
     for option in ("n", "n_query_agnostic", "episodes"):
         if getattr(args, option) is not None and getattr(args, option) < 1:
             raise UserError(f"--{option.replace('_', '-')}: expected at least 1, got {getattr(args, option)}")

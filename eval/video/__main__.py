@@ -39,7 +39,7 @@ from adapters.hf import attach
 from adapters.loading import DTYPES
 from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
-from core.errors import UserError, cli_main
+from core.errors import UserError, cli_main, on_interrupt
 from eval import policy_setup
 from eval.lm.checks import at_least, name_list, policy_names
 from eval.lm.resume_key import checkpoint_sha256
@@ -261,6 +261,7 @@ def _main(argv=None) -> int:
 
     out = Path(args.out_dir)
     remove_stale_temporaries(out)
+    on_interrupt(f"each finished policy's result is in {out / 'policies'}; rerun the same command to continue")
     if args.benchmark == "longvideobench":
         items = lvb.load(args.data_dir, args.annotation)
         if args.limit:
