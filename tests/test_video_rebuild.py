@@ -90,7 +90,7 @@ def test_stages_chain_resume_and_repeat_exactly(data, tmp_path, one_thread):
     # a stage whose init changed is no longer complete; --stages cannot skip over it
     (work / "A" / rebuild.STAGE_FILE).unlink()
     with pytest.raises(RuntimeError, match="stage A"):
-        rebuild.rebuild(data, out, work, TABLE, SMALL, threads=1, only="C")
+        rebuild.rebuild(data, out, work, TABLE, SMALL, threads=1, only="C", overwrite=True)
 
 
 def test_pick_and_scale():
