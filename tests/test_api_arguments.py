@@ -45,8 +45,11 @@ def test_a_string_policy_is_also_a_type_error(model):
         greedy_generate(model, ids(), "h2o")
 
 
-def test_zero_new_tokens_is_a_prefill(model):
+def test_zero_new_tokens_is_a_prefill_and_numpy_counts_pass(model):
+    import numpy as np
+
     assert greedy_generate(model, ids(), max_new_tokens=0).tokens == [[]]
+    assert len(greedy_generate(model, ids(), max_new_tokens=np.int64(2), prefill_chunk=np.int32(16)).tokens[0]) == 2
 
 
 def test_nested_attach_restores_the_outer_block(model):

@@ -2,6 +2,8 @@
 names it, before anything runs (not a silent empty generation or an error deep inside the model)."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from core.errors import ArgumentTypeError, UserError
@@ -16,7 +18,7 @@ def check_policy(policy) -> None:
 
 
 def check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):  # numpy integers count
         raise ArgumentTypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise UserError(f"{name}: must be at least {minimum}, got {value}")
