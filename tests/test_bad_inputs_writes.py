@@ -131,6 +131,8 @@ REFUSED = [
      "checkpoints/llava-video-smollm2: the --copy-to folder is not empty; pass --overwrite"),
     ("evolve.run into a checkpoint", ["evolve.run", "--config", "{sb}/toy.yaml", "--out", "{sb}/ckpt", "--no-progress"],
      "ckpt: the --out folder is not empty; it is not an evolution run folder; choose another --out"),
+    ("evolve.run onto a file", ["evolve.run", "--config", "{sb}/toy.yaml", "--out", "{sb}/file.txt"],
+     "file.txt: the --out folder is a file"),
 ]
 
 
