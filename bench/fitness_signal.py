@@ -95,6 +95,9 @@ def shard_main(args) -> int:
     fitness.calibrate(template)
     sets = draw_sets(fitness, config, args)
     rank, world = (int(x) for x in args.shard.split("/"))
+    from core.errors import on_interrupt
+
+    on_interrupt(f"{out / f'shard{rank}.json'} holds the members finished so far; a rerun computes the shard again")
     params = members(config, args.members, args.seed, template.n_params)
     observer = NAMM.zeros(config.namm_config())
     rows = {}
@@ -192,4 +195,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2; Ctrl-C: one line, status 130

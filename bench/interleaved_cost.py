@@ -104,4 +104,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2; Ctrl-C: one line, status 130

@@ -455,4 +455,6 @@ def print_table(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2; Ctrl-C: one line, status 130

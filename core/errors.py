@@ -3,7 +3,8 @@
 A `UserError` is a problem with what the user gave (an argument, a data file, a run folder), not a bug:
 its message names the file, the line and the field where they are known. Each CLI runs its main
 function through `cli_main`, which prints such an error as one line on stderr and exits with status 2,
-with no traceback. The project's older error types (ConfigError, DataError, AnnotationError,
+with no traceback; Ctrl-C becomes one line saying what was saved and how to resume (what the command
+registered with `on_interrupt`, or a generic line) and status 130. The project's older error types (ConfigError, DataError, AnnotationError,
 DatasetFormatError) are UserErrors too.
 """
 from __future__ import annotations
@@ -24,7 +25,20 @@ class ExistsError(UserError, FileExistsError):
     """A file or folder the user named already holds something that must not be overwritten."""
 
 
+class ArgumentTypeError(UserError, TypeError):
+    """An API argument of the wrong type; the message names the argument."""
+
+
 USAGE_STATUS = 2
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a command ended by Ctrl-C
+GENERIC_INTERRUPT = "stopped before the end; files the command had finished writing are complete (each is written whole)"
+_interrupt_note: list[str] = []
+_depth: list = []  # the cli_main calls running now, outermost first
+
+
+def on_interrupt(message: str) -> None:
+    """What a Ctrl-C should tell the user from now on (what was saved, how to resume); the last call wins."""
+    _interrupt_note[:] = [message]
 
 
 def read_json_object(path, what: str = "a JSON object") -> dict:
@@ -44,12 +58,25 @@ def read_json_object(path, what: str = "a JSON object") -> dict:
 
 
 def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run `main(argv)`; a UserError becomes `error: MESSAGE` on stderr and status 2."""
+    """Run `main(argv)`; a UserError becomes `error: MESSAGE` on stderr and status 2, Ctrl-C one line
+    `interrupted: ...` (see `on_interrupt`) and status 130."""
+    outer_note = list(_interrupt_note)
+    _depth.append(main)
     try:
         return main(argv)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_STATUS
+    except KeyboardInterrupt:
+        if len(_depth) > 1:  # a command run by another (eval.transfer runs eval.lm): the outer one reports
+            raise
+        note = _interrupt_note[0] if _interrupt_note else GENERIC_INTERRUPT
+        print(f"interrupted: {note}", file=sys.stderr, flush=True)
+        return INTERRUPTED_STATUS
+    finally:
+        _depth.pop()
+        if _depth:
+            _interrupt_note[:] = outer_note
 
 
 def require(condition: bool, message: str) -> None:

@@ -26,6 +26,8 @@ import torch
 
 from core.atomic import write_bytes_atomic, write_json_atomic
 from core.bam import BAMShape, bam_scores
+from core.checkpoint_checks import NAMM_TENSORS, check_config_numbers, check_non_negative, check_tensors
+from core.destination import check_folder_target
 from core.errors import MissingFileError, UserError, read_json_object
 from core.features import FeatureNormaliser, age_embedding
 from core.memory import LayerMemory
@@ -276,7 +278,7 @@ class NAMM(MemoryPolicy):
     def save_pretrained(self, folder) -> None:
         from safetensors.torch import save
 
-        folder = Path(folder)
+        folder = check_folder_target(folder, "NAMM checkpoint folder")
         folder.mkdir(parents=True, exist_ok=True)
         config = {"model_type": "namm", **asdict(self.config), "n_params": self.n_params}
         tensors = {"params": self.params.contiguous(), "norm_mean": self.normaliser.mean.contiguous(),
@@ -297,6 +299,7 @@ class NAMM(MemoryPolicy):
                 raise MissingFileError(f"NAMM checkpoint {folder} has no {name}")
         config_path = folder / CONFIG_FILE
         data = read_json_object(config_path, "a JSON object of NAMM config fields")
+        check_config_numbers(data, config_path)
         if data.get("model_type", "namm") != "namm":
             raise UserError(f"{config_path}: model_type is {data.get('model_type')!r}, expected 'namm'")
         for f in fields(NAMMConfig):
@@ -324,6 +327,8 @@ class NAMM(MemoryPolicy):
             tensors = load_file(folder / WEIGHTS_FILE)
         except SafetensorError as err:
             raise UserError(f"{folder / WEIGHTS_FILE}: not a readable safetensors file ({err})") from None
+        check_tensors(tensors, folder / WEIGHTS_FILE, NAMM_TENSORS)
+        check_non_negative(tensors, folder / WEIGHTS_FILE, ["norm_var"])
         for key in ("params", "norm_mean", "norm_var"):
             if key not in tensors:
                 raise UserError(f"{folder / WEIGHTS_FILE}: missing tensor {key!r}")

@@ -10,19 +10,23 @@ be passed as `init_from` to the same config.
 
     python -m evolve.distill --config configs/evolve_smollm2_cpu.yaml --teacher tova_per_head --budget 0.4 \\
         --n 6 --out runs/distill/tova
+
+--out must be a new or empty folder (or pass --overwrite: the folder is then replaced whole, atomically).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from core.atomic import write_json_atomic
 from core.bam import bam_scores
+from core.destination import add_overwrite_argument, check_destination, replace_folder
+from core.errors import cli_main, on_interrupt
 from core.memory import LayerMemory
 from core.namm import NAMM
 from core.policies import BASELINES
@@ -129,10 +133,18 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", required=True, help="the folder for the fitted NAMM (new or empty)")
+    add_overwrite_argument(parser)
     args = parser.parse_args(argv)
     if args.n < 1 or args.steps < 1 or not 0 < args.budget <= 1 or not 0 < args.record_prob <= 1:
         parser.error("--n and --steps must be positive, --budget and --record-prob in (0, 1]")
+    out = check_destination(args.out, args.overwrite, "--out folder")
+    on_interrupt(f"nothing was written to {out}; rerun the same command to start again")
+    with tempfile.TemporaryDirectory(prefix="namm-distill-") as scratch:  # the fitness's cache, not the result
+        return _distill(args, out, Path(scratch))
+
+
+def _distill(args, out: Path, scratch: Path) -> int:
     from evolve.config import load_config
     from evolve.distributed import Dist
     from evolve.lm_fitness import LMFitness
@@ -142,7 +154,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    fitness = LMFitness(config, Path(args.out) / "scratch", Dist())
+    fitness = LMFitness(config, scratch, Dist())
     student = NAMM(config.namm_config())
     fitness.calibrate(student)  # the same frozen normalisation as the evolution run of this config
     stage = config.stages[-1]
@@ -164,12 +176,15 @@ def main(argv=None) -> int:
               "heldout": agreement(student, held), "final_loss": result["loss"][-1], "steps": args.steps,
               "lr": args.lr, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1),
               "note": "init_from for CMA-ES: fitted to the teacher's decisions, not evolved"}
-    out = Path(args.out)
-    student.save_pretrained(out)
-    write_json_atomic(out / "distill.json", report)
+
+    def fill(folder: Path) -> None:
+        student.save_pretrained(folder)
+        (folder / "distill.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+
+    replace_folder(out, fill)
     print(json.dumps({k: v for k, v in report.items() if k != "note"}, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2; Ctrl-C: one line, status 130

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from core.atomic import remove_stale_temporaries
-from core.errors import cli_main
+from core.destination import check_destination
+from core.errors import cli_main, on_interrupt
 from core.lock import FolderLock
 from evolve.config import load_config
 from evolve.distributed import env_rank, init_from_env, shutdown
@@ -54,6 +55,14 @@ def check_lengths(config, source) -> None:
             raise UserError(f"{source}: field {field!r} is {value}, more than {where}")
 
 
+RUN_FILES = ("state.json", "config.yaml", "log.jsonl", ".lock", "fullcache")  # what marks a folder as a run
+
+
+def is_run_folder(path: Path) -> bool:
+    """A folder an evolution run wrote (resumable), as opposed to a checkpoint or anything else."""
+    return any((Path(path) / name).exists() for name in RUN_FILES)
+
+
 def main(argv=None) -> int:
     """A user error (config, run folder, checkpoint) prints one line and returns 2."""
     return cli_main(_main, argv)
@@ -70,8 +79,12 @@ def _main(argv=None) -> int:
     output_folder("--out", out)  # not a file, writable: before the config is read or anything is written
     config_path = Path(args.config) if args.config else out / "config.yaml"
     overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
+    check_destination(out, False, "--out folder", own_run=is_run_folder,
+                      remedy="it is not an evolution run folder; choose another --out")
     config = load_config(config_path, overrides)
     check_lengths(config, config_path)
+    on_interrupt(f"{out} holds the run up to its last finished generation; add --resume to the same command "
+                 f"to continue")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     main_rank = env_rank() == 0  # rank 0 writes the folder, so it holds the lock

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from core.errors import ExistsError
 from zoo.video import make_builtin, rebuild, train
 from zoo.video.model import load_video_model
 
@@ -75,7 +76,9 @@ def test_stages_chain_resume_and_repeat_exactly(data, tmp_path, one_thread):
 
     # complete stages are not run again
     before = {n: (work / n / "model.safetensors").stat().st_mtime_ns for n, _ in TABLE}
-    again = rebuild.rebuild(data, out, work, TABLE, SMALL, threads=1)
+    with pytest.raises(ExistsError, match="--overwrite"):  # the copy is not written over unasked
+        rebuild.rebuild(data, out, work, TABLE, SMALL, threads=1)
+    again = rebuild.rebuild(data, out, work, TABLE, SMALL, threads=1, overwrite=True)
     assert all(r["skipped"] for r in again["stages"])
     assert before == {n: (work / n / "model.safetensors").stat().st_mtime_ns for n, _ in TABLE}
 
@@ -87,7 +90,7 @@ def test_stages_chain_resume_and_repeat_exactly(data, tmp_path, one_thread):
     # a stage whose init changed is no longer complete; --stages cannot skip over it
     (work / "A" / rebuild.STAGE_FILE).unlink()
     with pytest.raises(RuntimeError, match="stage A"):
-        rebuild.rebuild(data, out, work, TABLE, SMALL, threads=1, only="C")
+        rebuild.rebuild(data, out, work, TABLE, SMALL, threads=1, only="C", overwrite=True)
 
 
 def test_pick_and_scale():

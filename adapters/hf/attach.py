@@ -4,6 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from adapters.hf import attention
+from adapters.hf.arguments import check_int, check_policy
 from adapters.hf.cache import MemoryCache
 from core.memory import LayerMemory
 from core.policies import FullCache, MemoryPolicy
@@ -87,7 +88,12 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, s
     `shared_attention` (off by default): for a policy that observes, compute each layer's output
     from the probabilities the observer needs (one Q.K^T instead of two). Equal to SDPA up to
     float rounding, not bit-identical to the unmodified model.
+
+    Blocks nest: inside an inner block the inner policy runs; when it exits, the outer block's policy and
+    attention settings are back exactly as they were.
     """
+    check_policy(policy)
+    check_int("observe_rows", observe_rows, 1)
     policy = policy if policy is not None else FullCache()
     adapter = _adapter_for(model)
     modules = adapter.attention_modules(model)
@@ -99,6 +105,7 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, s
     session = MemorySession(policy, managed, adapter.num_layers(model), observe_rows, shared_attention)
     configs = {id(m.config): m.config for m in modules}
     previous = {key: cfg._attn_implementation for key, cfg in configs.items()}
+    outer = {id(m): getattr(m, attention.SESSION_ATTR) for m in modules if hasattr(m, attention.SESSION_ATTR)}
     handle = adapter.cache_owner(model).register_forward_pre_hook(_use_memory_cache(session), with_kwargs=True)
     try:
         for cfg in configs.values():
@@ -109,7 +116,9 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, s
     finally:
         handle.remove()
         for m in modules:
-            if hasattr(m, attention.SESSION_ATTR):
+            if id(m) in outer:  # an enclosing attach block: its session again
+                setattr(m, attention.SESSION_ATTR, outer[id(m)])
+            elif hasattr(m, attention.SESSION_ATTR):
                 delattr(m, attention.SESSION_ATTR)
         for key, cfg in configs.items():
             cfg._attn_implementation = previous[key]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from adapters.hf.arguments import check_ids, check_int, check_policy, vocab_size
 from adapters.hf.attach import attach
 from core.policies import MemoryPolicy
 
@@ -35,7 +36,15 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them.
 
     `context_end` (query-agnostic protocol, as kvpress evaluates): the prompt's first `context_end` tokens
-    are the context, compressed when it ends (whatever the policy's `update_at_prompt_end`); the rest (question, answer prefix) and the generated tokens are then appended uncompressed."""
+    are the context, compressed when it ends (whatever the policy's `update_at_prompt_end`); the rest (question, answer prefix) and the generated tokens are then appended uncompressed.
+
+    A wrong argument (ids empty, not integers or outside the vocabulary; a count below its minimum; a policy
+    that is not a MemoryPolicy) is refused with a UserError naming it."""
+    check_policy(policy)
+    check_ids("input_ids", input_ids, vocab_size(model))
+    check_int("max_new_tokens", max_new_tokens, 0)
+    check_int("prefill_chunk", prefill_chunk, 1)
+    check_int("observe_rows", observe_rows, 1)
     if input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))

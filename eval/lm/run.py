@@ -24,7 +24,7 @@ from eval.lm import builtin_tasks, checks
 from eval.lm.bootstrap import normalised_interval
 from eval.plots import ForestRow, forest
 from core.atomic import remove_stale_temporaries, write_json_atomic
-from core.errors import UserError
+from core.errors import UserError, on_interrupt
 from core.lock import FolderLock
 from eval import inputs
 from eval.lm.resume_key import checkpoint_sha256, item_sha256, prediction_settings, read_predictions
@@ -340,6 +340,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     setup = validate(args)
+    on_interrupt(f"the predictions made so far are in {Path(args.out_dir) / 'preds'}; rerun the same command to "
+                 f"continue from them")
     out = Path(args.out_dir)
     with FolderLock(out, "eval.lm output folder"):  # one writer at a time, as evolve.run's run folders
         remove_stale_temporaries(out)  # of killed runs only: each names its writer's pid

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
-from core.errors import UserError, cli_main
+from core.errors import UserError, cli_main, on_interrupt
 from core.lock import FolderLock
 from eval import inputs, policy_setup
 from eval.lm.checks import at_least, name_list, policy_names
@@ -207,6 +207,7 @@ def _run(args, env: str, dt_path: Path, setup, out: Path) -> int:
     names = setup.names
     torch.set_num_threads(args.threads)
     remove_stale_temporaries(out)
+    on_interrupt(f"each finished policy's result is in {out / 'policies'}; rerun the same command to continue")
     bundle = load_dt(dt_path, env=env)
     stored = PolicyResults(out, RESULT_FIELDS)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None

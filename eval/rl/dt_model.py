@@ -19,6 +19,7 @@ import torch
 from transformers import DecisionTransformerModel
 
 from core.atomic import write_folder_atomic
+from core.checkpoint_checks import check_config_numbers, check_loading_info, check_tensors_finite
 from core.errors import MissingFileError, read_json_object
 
 from .envs import canonical_env
@@ -59,17 +60,28 @@ def _json_object(path: Path) -> dict:
     return read_json_object(path)
 
 
+def _weights_checked(path: Path) -> DecisionTransformerModel:
+    """The model, refused when its weights file holds tensors the model does not have, lacks some (they
+    would be left at random values) or holds a NaN or inf."""
+    model, info = DecisionTransformerModel.from_pretrained(path, output_loading_info=True)
+    weights = path / "model.safetensors" if (path / "model.safetensors").is_file() else path
+    check_loading_info(info, weights, "a Decision Transformer")
+    check_tensors_finite(model.state_dict(), weights)
+    return model
+
+
 def load_dt(path, device: str | torch.device = "cpu", **overrides) -> DTBundle:
     """Load a DT folder; keyword overrides (state_mean, state_std, scale, target_return, env,
     context) win over dt_meta.json."""
     path = Path(path)
     if not (path / "config.json").is_file():
         raise MissingFileError(f"{path / 'config.json'}: not a Decision Transformer checkpoint folder")
-    _json_object(path / "config.json")
-    model = DecisionTransformerModel.from_pretrained(path).to(device).eval()
+    check_config_numbers(_json_object(path / "config.json"), path / "config.json")
     meta = {}
     if (path / META_FILE).is_file():
         meta = _json_object(path / META_FILE)
+        check_config_numbers(meta, path / META_FILE)
+    model = _weights_checked(path).to(device).eval()
     meta.update({k: v for k, v in overrides.items() if v is not None})
     sd = model.config.state_dim
     if "state_mean" not in meta or "state_std" not in meta:

@@ -20,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.atomic import write_json_atomic, write_text_atomic
-from core.errors import UserError, cli_main
+from core.errors import UserError, cli_main, on_interrupt
 
 REPO = Path(__file__).resolve().parents[2]
 HELDOUT_TASKS = "kv_retrieval,fewshot_classification,phonebook"
@@ -208,6 +208,8 @@ def _main(argv=None) -> int:
     steps = validate(args)  # every evaluation's inputs, before the first one runs
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    on_interrupt(f"each evaluation keeps what it finished in its folder under {out}; rerun the same command to "
+                 f"continue from there")
     panels, timings = [], {}
     for step in tqdm(steps, desc="eval.transfer", unit="evaluation"):
         started = time.perf_counter()

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from adapters.loading import DTYPES
 from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
-from core.errors import UserError, cli_main
+from core.errors import UserError, cli_main, on_interrupt
 from core.lock import FolderLock
 from eval import inputs, policy_setup
 from eval.lm.checks import at_least, name_list, policy_names
@@ -310,6 +310,7 @@ def _run(args, setup, out: Path) -> int:
     from eval.video.models import load_video_chat
 
     remove_stale_temporaries(out)
+    on_interrupt(f"each finished policy's result is in {out / 'policies'}; rerun the same command to continue")
     if args.benchmark == "longvideobench":
         items = lvb.load(args.data_dir, args.annotation)
         if args.limit:

@@ -1,7 +1,10 @@
 """Train a small Decision Transformer (transformers' DecisionTransformerModel) with the HF recipe.
 
     python -m zoo.dt.train --env hopper --data .cache/d4rl/hopper-medium-v2.hdf5 \
-        --out checkpoints/dt-hopper --max-minutes 15
+        --out checkpoints/dt-hopper --max-minutes 15 --overwrite
+
+A non-empty --out (the default is the shipped checkpoints/dt-<env>) is refused unless --overwrite is
+given; the folder is then replaced whole, atomically.
 
 Context K=20, returns-to-go / 1000, dataset state mean/std, masked action MSE on
 left-padded windows, timestep embedding; AdamW with linear warm-up then cosine decay and
@@ -21,6 +24,8 @@ import numpy as np
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
+from core.destination import add_overwrite_argument, check_destination
+from core.errors import on_interrupt
 from eval.rl.d4rl import episode_returns, load_episodes
 from eval.rl.dt_model import save_dt
 from eval.rl.envs import canonical_env
@@ -69,13 +74,15 @@ def main(argv=None):
                     help="return to condition on (default: the dataset's best episode return)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    add_overwrite_argument(ap)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     env = canonical_env(args.env)
     data = args.data or f".cache/d4rl/{env}-medium-v2.hdf5"
-    out = args.out or Path(f"checkpoints/dt-{env}")
+    out = check_destination(args.out or Path(f"checkpoints/dt-{env}"), args.overwrite, "--out folder")
+    on_interrupt(f"nothing was written to {out} (it is written once, when training ends); rerun to train again")
     episodes = load_episodes(data)
     sampler = WindowSampler(episodes, context=args.context, scale=args.scale, seed=args.seed)
     model = build_model(sampler.state_dim, sampler.act_dim, args.hidden, args.layers,

@@ -3,7 +3,10 @@ phases (zoo/video/lm_stage.py, resumable), then the vision stage (zoo/video/visi
 the model folder with the adapters (stored in bfloat16). Deterministic for a given thread count; rerunning continues where a
 phase stopped.
 
-    python -m zoo.video.build_smol --work runs/smol-build --out checkpoints/llava-video-smollm2 --threads 2
+    python -m zoo.video.build_smol --work runs/smol-build --out checkpoints/llava-video-smollm2 --threads 2 --overwrite
+
+--work is this command's resumable folder; --out (by default the shipped model) is refused when it holds
+anything, unless --overwrite is given: the model folder is then built beside it and swapped in whole.
 
 PHASES is the recipe the shipped model was built with; its time on 2 cores is in the README.
 """
@@ -14,6 +17,8 @@ import json
 from pathlib import Path
 
 from core.atomic import write_bytes_atomic
+from core.destination import add_overwrite_argument, check_destination, replace_folder
+from core.errors import cli_main, on_interrupt
 
 from . import lm_stage, vision_stage
 
@@ -43,15 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("runs/smol-build"), help="the language stage's folder")
     ap.add_argument("--out", type=Path, default=Path("checkpoints/llava-video-smollm2"))
     ap.add_argument("--threads", type=int, default=2)
+    add_overwrite_argument(ap)
     a = ap.parse_args(argv)
+    check_destination(a.out, a.overwrite, "--out folder")
+    on_interrupt(f"the language stage's progress is kept in {a.work}; {a.out} is unchanged; "
+                 f"rerun the same command to continue")
     for phase in PHASES:
         if lm_stage.main(phase_argv(a.work, phase, a.threads)) != 0:
             return 1
-    code = vision_stage.main(["--out", str(a.out), "--steps", str(VISION_STEPS), "--threads", str(a.threads),
-                              "--lm-stage", str(a.work)])
-    if code != 0:
-        return code
-    ship(a.work, a.out)
+
+    def fill(folder: Path) -> None:
+        vision_stage.write_model(folder, VISION_STEPS, threads=a.threads, lm_stage=a.work)
+        ship(a.work, folder)
+
+    replace_folder(a.out, fill)
     print(json.dumps({"model": str(a.out), "phases": len(PHASES)}))
     return 0
 
@@ -66,4 +76,4 @@ def ship(work: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2; Ctrl-C: one line, status 130

@@ -11,7 +11,9 @@ and a later phase may change the segment range or the frame length (a curriculum
 frame and fails at 25 when it only trained at 3); evaluation uses the range's top.
 
 A folder holding only the adapters and the log (a committed `--copy-to` copy) continues too, with a new
-optimiser.
+optimiser. Any other non-empty `--out` is refused unless --overwrite is given, which starts afresh (the old
+folder is removed); `--copy-to` refuses a folder that is not such a copy unless --overwrite is given, and
+replaces it whole.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from pathlib import Path
 import torch
 
 from core.atomic import write_bytes_atomic
+from core.destination import add_overwrite_argument, check_destination, discard_folder, replace_folder
+from core.errors import on_interrupt
 
 from .frame_text import FrameText, letter_ids, prompt_parts, word_ids, word_prompt_parts
 from .lora import add_lora, load_lora_state_dict, lora_state_dict
@@ -139,11 +143,22 @@ def bf16_copy(src: Path, dest: Path) -> None:
 
 def compact_copy(folder: Path, dest: Path) -> None:
     """Adapters in bfloat16, settings and log: what a session commits so the next one continues (about a
-    quarter of the stage folder; the optimiser's moments are left behind)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    bf16_copy(folder / ADAPTER, dest / ADAPTER)
-    for name in (SETTINGS, LOG):
-        write_bytes_atomic(dest / name, (folder / name).read_bytes())
+    quarter of the stage folder; the optimiser's moments are left behind). `dest` is replaced whole."""
+    def fill(tmp: Path) -> None:
+        bf16_copy(folder / ADAPTER, tmp / ADAPTER)
+        for name in (SETTINGS, LOG):
+            write_bytes_atomic(tmp / name, (folder / name).read_bytes())
+
+    replace_folder(dest, fill)
+
+
+def is_stage_folder(path: Path) -> bool:
+    """A folder this stage wrote (its settings are there): resumable."""
+    return (Path(path) / SETTINGS).is_file()
+
+
+def is_compact_copy(path: Path) -> bool:
+    return all(p.name in (ADAPTER, SETTINGS, LOG) for p in Path(path).iterdir())
 
 
 def load_adapters(model, folder: Path) -> None:
@@ -208,10 +223,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="print the adapters' accuracy (--eval-videos, --eval-segments, --tokens-per-frame) and exit")
     ap.add_argument("--copy-to", type=Path, default=None,
                     help="only write a compact copy of --out here (zoo.video.lm_stage.compact_copy)")
+    add_overwrite_argument(ap, "--copy-to: replace a folder that is not a compact copy; otherwise: start afresh "
+                               "in a non-empty --out (its old content is removed)")
     a = ap.parse_args(argv)
     if a.copy_to is not None:
+        check_destination(a.copy_to, a.overwrite, "--copy-to folder", own_run=is_compact_copy)
         compact_copy(a.out, a.copy_to)
         return 0
+    if not a.eval_only:
+        check_destination(a.out, a.overwrite, "--out folder", own_run=is_stage_folder)
+        if a.overwrite:
+            discard_folder(a.out)
+        on_interrupt(f"{a.out} holds the adapters and optimiser of the last evaluation step; rerun the same "
+                     f"command to continue from there")
     if a.steps is None and not a.eval_only:
         ap.error("--steps is required (except with --copy-to or --eval-only)")
     from adapters.loading import load_model
@@ -312,4 +336,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2; Ctrl-C: one line, status 130

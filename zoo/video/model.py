@@ -59,12 +59,19 @@ def load_video_model(path: str | Path, attn_implementation: str = "sdpa"):
     """The shipped tiny model (eval mode, float32) and its processor from a save_pretrained folder."""
     from transformers import LlavaNextVideoForConditionalGeneration
 
+    from core.checkpoint_checks import check_config_numbers, check_loading_info, check_tensors_finite
+    from core.errors import read_json_object
+
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: no config.json (not a saved model folder)")
-    model = LlavaNextVideoForConditionalGeneration.from_pretrained(
-        path, dtype=torch.float32, attn_implementation=attn_implementation
+    check_config_numbers(read_json_object(path / "config.json"), path / "config.json")
+    model, info = LlavaNextVideoForConditionalGeneration.from_pretrained(
+        path, dtype=torch.float32, attn_implementation=attn_implementation, output_loading_info=True
     )
+    weights = path / "model.safetensors"
+    check_loading_info(info, weights, "the tiny video model")
+    check_tensors_finite(model.state_dict(), weights)
     return model.eval(), TinyVideoProcessor.from_pretrained(path)
 
 

@@ -2,7 +2,7 @@
 
     python -m zoo.video.make_builtin --out .cache/video_builtin --n-train 6000 --n-test 500
     python -m zoo.video.rebuild --data .cache/video_builtin --out checkpoints/llava-video-tiny \
-        --work .cache/video_rebuild --threads 1
+        --work .cache/video_rebuild --threads 1 --overwrite
 
 The shipped model is this command's output (about 20 minutes on one thread; two runs gave weights with
 the same sha256). The stages replay an earlier chain of `python -m zoo.video.train` runs, some of which
@@ -17,7 +17,8 @@ data and thread count, started from weights with the same sha256, trained to its
 in its stage.json) is not run again, so a stopped rebuild resumes at the first incomplete stage, and
 a stage whose init changed is run again. --stages picks a subset ("A,B", "C-", "B-D"); the stages
 before the first picked one must be complete. --force reruns the picked stages; --scale shrinks
-every stage's step counts for smoke runs; --list prints the table.
+every stage's step counts for smoke runs; --list prints the table. A non-empty --out is refused before
+any stage runs unless --overwrite is given (then it is replaced whole).
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ import time
 from pathlib import Path
 
 from core.atomic import write_folder_atomic
+from core.destination import add_overwrite_argument, check_destination
+from core.errors import on_interrupt
 from eval.video.jsonio import write_json_atomic
 
 # Settings shared by every stage (lookup-share 0 as in the lineage; --max-minutes out of reach).
@@ -147,7 +150,8 @@ def run_stage(name: str, args: dict, data: Path, folder: Path, init: Path | None
     """Run one train.py stage into `folder`; check it ended at its last step and return its record."""
     from . import train
 
-    argv = ["--data", str(data), "--out", str(folder)] + (["--init", str(init)] if init else [])
+    # The stage folder belongs to this rebuild: an unfinished stage in it is run again from its start.
+    argv = ["--data", str(data), "--out", str(folder), "--overwrite"] + (["--init", str(init)] if init else [])
     argv += to_argv(args) + ["--threads", str(threads)]
     log(f"stage {name}: python -m zoo.video.train {' '.join(argv)}")
     t0 = time.time()
@@ -178,10 +182,15 @@ def copy_atomic(src: Path, out: Path, extra: dict[str, dict]) -> None:
 
 
 def rebuild(data: Path, out: Path | None, work: Path, stages=STAGES, common: dict | None = None,
-            threads: int = 1, only: str | None = None, force: bool = False, command: str | None = None) -> dict:
-    """Run the stage table (each stage from the previous one's folder) and copy the last stage run to `out`.
+            threads: int = 1, only: str | None = None, force: bool = False, command: str | None = None,
+            overwrite: bool = False) -> dict:
+    """Run the stage table (each stage from the previous one's folder) and copy the last stage run to `out`
+    (refused, before any stage runs, when `out` holds anything and not `overwrite`; then replaced whole).
     Returns the rebuild record (also written to <out>/rebuild.json)."""
     data, work = Path(data), Path(work)
+    if out is not None:
+        check_destination(out, overwrite, "--out folder")
+    on_interrupt(f"finished stages are kept in {work}; rerun the same command to continue from them")
     common = dict(COMMON if common is None else common)
     names = [n for n, _ in stages]
     if len(set(names)) != len(names):
@@ -251,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply every stage's steps, warmup, stop-after and eval-every (smoke runs)")
     ap.add_argument("--list", action="store_true", help="print the stage table and exit")
+    add_overwrite_argument(ap)
     a = ap.parse_args(argv)
     stages = scaled(STAGES, a.scale)
     common = scaled([("common", COMMON)], a.scale)[0][1]
@@ -263,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"--n-train 6000 --n-test 500")
     work = a.work or a.out.with_name(a.out.name + ".stages")
     cmd = "python -m zoo.video.rebuild " + " ".join(sys.argv[1:] if argv is None else argv)
-    res = rebuild(a.data, a.out, work, stages, common, a.threads, a.stages, a.force, cmd)
+    res = rebuild(a.data, a.out, work, stages, common, a.threads, a.stages, a.force, cmd, a.overwrite)
     print(json.dumps({"out": str(a.out), "final_stage": res["final_stage"],
                       "training_wall_minutes": res["training_wall_minutes"], "this_run_minutes": res["this_run_minutes"],
                       "stages": [{"name": r["name"], "skipped": r["skipped"], "wall_minutes": r["wall_minutes"],

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from core.checkpoint_checks import check_config_numbers, check_tensors_finite
+from core.errors import UserError
 from eval.video.jsonio import read_json, write_json_atomic
 
 from .lora import TARGETS, add_lora, load_lora_state_dict, merge_lora
@@ -114,20 +116,27 @@ def load_smol_llava(folder: str | Path, attn_implementation: str = "sdpa"):
     meta = read_json(meta_path)
     for key in ("base", "lora_rank", "lora_alpha"):
         if key not in meta:
-            raise ValueError(f"{meta_path}: missing field '{key}'")
+            raise UserError(f"{meta_path}: missing field '{key}'")
     if meta["base"] != BASE:
-        raise ValueError(f"{meta_path}: base '{meta['base']}' is not '{BASE}'")
+        raise UserError(f"{meta_path}: base '{meta['base']}' is not '{BASE}'")
+    check_config_numbers(meta, meta_path)
+    adapter = load_file(str(folder / ADAPTER_FILE)) if (folder / ADAPTER_FILE).is_file() else None
+    vision = load_file(str(folder / VISION_FILE))
+    for name, tensors in ((ADAPTER_FILE, adapter or {}), (VISION_FILE, vision)):
+        check_tensors_finite(tensors, folder / name)
     model, processor = build(attn_implementation=attn_implementation)
-    if (folder / ADAPTER_FILE).is_file():
+    if adapter is not None:
         decoder = model.model.language_model
         add_lora(decoder, meta["lora_rank"], meta["lora_alpha"], tuple(meta.get("lora_targets", TARGETS)))
-        load_lora_state_dict(decoder, load_file(str(folder / ADAPTER_FILE)))
+        try:
+            load_lora_state_dict(decoder, adapter)
+        except ValueError as err:
+            raise UserError(f"{folder / ADAPTER_FILE}: {err}") from None
         merge_lora(decoder)
-    vision = load_file(str(folder / VISION_FILE))
     result = model.load_state_dict(vision, strict=False)
     wrong = [k for k in result.missing_keys if k.startswith(VISION_PREFIXES)] + list(result.unexpected_keys)
     if wrong:
-        raise ValueError(f"{folder / VISION_FILE}: keys do not match the model: {wrong[:5]}")
+        raise UserError(f"{folder / VISION_FILE}: keys do not match the model: {wrong[:5]}")
     for p in model.parameters():
         p.requires_grad_(False)
     return model.eval(), processor

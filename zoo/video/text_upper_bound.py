@@ -145,4 +145,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2; Ctrl-C: one line, status 130

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 
 from core.atomic import write_folder_atomic
+from core.destination import add_overwrite_argument, check_destination
+from core.errors import on_interrupt
 from eval.video import mlvu
 
 from .model import load_video_model, new_model, save_video_model
@@ -142,9 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", type=Path, default=None, help="continue from this saved model folder")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    add_overwrite_argument(ap, "replace a non-empty --out (the default is the shipped model): the whole folder, "
+                               "swapped in atomically at each save")
     a = ap.parse_args(argv)
     if a.stop_after is not None and not 1 <= a.stop_after <= a.steps:
         ap.error(f"--stop-after {a.stop_after}: must be between 1 and --steps ({a.steps})")
+    check_destination(a.out, a.overwrite, "--out folder")
+    on_interrupt(f"{a.out} holds the best model saved so far, if any (each save is whole); rerun to train again")
     torch.set_num_threads(a.threads)
     rng = random.Random(a.seed)
 

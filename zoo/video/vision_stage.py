@@ -7,6 +7,8 @@ Training frames are every frame a built-in video can hold (each shape in each co
 frame), drawn clean and after an H.264 round trip (the built-in videos' codec), with pixel noise.
 
     python -m zoo.video.vision_stage --out runs/video-vision --steps 400
+
+A non-empty --out is refused unless --overwrite is given; the folder is written whole, atomically.
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from core.destination import add_overwrite_argument, check_destination, replace_folder
+from core.errors import on_interrupt
 
 from .frame_text import FrameText
 from .render import COLOURS, SHAPES, draw
@@ -114,23 +119,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lm-stage", type=Path, default=None,
                     help="a zoo.video.lm_stage folder whose adapters the saved model carries")
+    add_overwrite_argument(ap)
     a = ap.parse_args(argv)
-    from .smol_llava import build, save_smol_llava
-
-    torch.set_num_threads(a.threads)
-    model, processor = build(seed=a.seed)
-    result = train(model, processor, a.steps, seed=a.seed, log=lambda m: print(m, flush=True))
-    meta = {"vision_stage": {"steps": a.steps, "seed": a.seed, **result}}
-    adapter = None
-    if a.lm_stage is not None:
-        from .lm_stage import decoder_adapter
-
-        adapter, lm_meta = decoder_adapter(a.lm_stage)
-        meta.update(lm_meta)
-    save_smol_llava(a.out, model, adapter, meta)
-    print(json.dumps(result), file=sys.stderr)
+    check_destination(a.out, a.overwrite, "--out folder")
+    on_interrupt(f"nothing was written to {a.out} (it is written whole at the end); rerun to train again")
+    replace_folder(a.out, lambda folder: write_model(folder, a.steps, a.seed, a.threads, a.lm_stage))
     return 0
 
 
+def write_model(folder: Path, steps: int, seed: int = 0, threads: int = 1, lm_stage: Path | None = None) -> dict:
+    """Train this stage and write the model (with `lm_stage`'s adapters, if given) into `folder`."""
+    from .smol_llava import build, save_smol_llava
+
+    torch.set_num_threads(threads)
+    model, processor = build(seed=seed)
+    result = train(model, processor, steps, seed=seed, log=lambda m: print(m, flush=True))
+    meta = {"vision_stage": {"steps": steps, "seed": seed, **result}}
+    adapter = None
+    if lm_stage is not None:
+        from .lm_stage import decoder_adapter
+
+        adapter, lm_meta = decoder_adapter(lm_stage)
+        meta.update(lm_meta)
+    save_smol_llava(folder, model, adapter, meta)
+    print(json.dumps(result), file=sys.stderr)
+    return result
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from core.errors import cli_main
+
+    raise SystemExit(cli_main(main))  # a project error: one line, status 2; Ctrl-C: one line, status 130
