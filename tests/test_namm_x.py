@@ -14,20 +14,17 @@ from core.policies import Schedule, make_policy
 from tests.test_adapter_llama import tiny_llama
 
 
-class Recorder:
-    """A policy that records every update's kept indices (None: nothing evicted) of the policy it wraps."""
+def Recorder(policy):
+    """`policy`, recording in `policy.decisions` every update's kept indices (None: nothing evicted)."""
+    select, policy.decisions = policy.select, []
 
-    def __init__(self, policy):
-        self.__dict__["policy"] = policy
-        self.__dict__["decisions"] = []
-
-    def __getattr__(self, name):
-        return getattr(self.policy, name)
-
-    def select(self, mem):
-        keep = self.policy.select(mem)
-        self.decisions.append((mem.layer_idx, mem.processed, None if keep is None else keep.clone()))
+    def recorded(mem):
+        keep = select(mem)
+        policy.decisions.append((mem.layer_idx, mem.processed, None if keep is None else keep.clone()))
         return keep
+
+    policy.select = recorded
+    return policy
 
 
 def namm_x(baseline: str, budget: float, schedule: Schedule, hidden: int = 0) -> NAMM:
