@@ -25,6 +25,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
+from core.memory import HIDDEN
+
 NAME = "namm"
 SESSION_ATTR = "_namm_session"
 
@@ -40,17 +42,22 @@ def causal_mask(n_queries: int, n_keys: int, device, window: int | None = None) 
     return mask if window is None else mask & (cols > rows - window)
 
 
-def sdpa(query, key, value, scaling) -> torch.Tensor:
-    """[B, Hq, q, D] causal attention of the last q positions over `key` [B, Hkv, k, D]."""
+def sdpa(query, key, value, scaling, visible: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, Hq, q, D] causal attention of the last q positions over `key` [B, Hkv, k, D]. `visible` [B, Hkv, k]
+    (bool, from `LayerMemory.visible`): keys where it is False get no attention (hidden tokens)."""
     q_len, k_len = query.shape[2], key.shape[2]
-    if q_len == k_len:
+    if visible is None and q_len == k_len:
         return F.scaled_dot_product_attention(query, key, value, is_causal=q_len > 1, scale=scaling, enable_gqa=True)
     mask = causal_mask(q_len, k_len, query.device)
+    if visible is not None:
+        seen = visible.repeat_interleave(query.shape[1] // key.shape[1], dim=1).unsqueeze(2)  # [B, Hq, 1, k]
+        mask = seen if mask is None else seen & mask
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling, enable_gqa=True)
 
 
-def group_probs(query, key, scaling) -> torch.Tensor:
-    """Attention probabilities [B, Hkv, G, q, k] of the last q positions, per query head of each KV group.
+def group_probs(query, key, scaling, visible: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention probabilities [B, Hkv, G, q, k] of the last q positions, per query head of each KV group
+    (`visible` as in `sdpa`).
 
     The query heads of each KV group are stacked along the rows, so K^T is multiplied once per KV
     head (never copied per query head)."""
@@ -62,6 +69,8 @@ def group_probs(query, key, scaling) -> torch.Tensor:
     if q_len > 1:  # only the block of the queries' own keys needs masking
         future = torch.ones(q_len, q_len, dtype=torch.bool, device=query.device).triu(1)
         logits[..., k_len - q_len :].masked_fill_(future, float("-inf"))
+    if visible is not None:
+        logits.masked_fill_(~visible[:, :, None, None, :], float("-inf"))
     return torch.softmax(logits, dim=-1, out=logits)
 
 
@@ -153,9 +162,11 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
                              f"leave it to its window, not hand it to the policy")
         return windowed_attention(module, session, query, key, value, scaling, window)
     if mem is None or not session.policy.evicts or session.compression_done:
+        visible = None
         if mem is not None:
+            visible = mem.visible()
             mem.advance(query.shape[2])
-        return sdpa(query, key, value, scaling).transpose(1, 2).contiguous(), None
+        return sdpa(query, key, value, scaling, visible).transpose(1, 2).contiguous(), None
 
     policy = session.policy
     q_len = query.shape[2]
@@ -166,19 +177,24 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
         # The whole forward is first computed in one SDPA call, exactly as the unmodified model
         # does (so a policy that evicts nothing is bit-identical); only the queries after an
         # eviction inside this forward are computed again, against the reduced cache.
-        output = sdpa(query, key, value, scaling)
+        output = sdpa(query, key, value, scaling, mem.visible())
+    updated = False
     for seg in UpdateSchedule.for_forward(session, mem, q_len).segments():
         n_keys = len(mem) - (q_len - seg.end)  # the tokens after this segment are not visible yet
         keys, values = mem.keys[:, :, :n_keys], mem.values[:, :, :n_keys]
         segment = query[:, :, seg.start : seg.end]
-        if not shared and mem.keys is not key:  # evicted earlier in this forward
-            output[:, :, seg.start : seg.end] = sdpa(segment, keys, values, scaling)
+        # evicted earlier in this forward, or tokens hidden there (which may evict nothing)
+        if not shared and (mem.keys is not key or (updated and HIDDEN in mem.state)):
+            output[:, :, seg.start : seg.end] = sdpa(segment, keys, values, scaling, mem.visible(n_keys))
         mem.advance(seg.end - seg.start)
+        if policy.observes_queries:
+            observe_queries(session, mem, segment, n_keys, module.layer_idx)
         if policy.observes:
             observe(session, mem, segment, keys, scaling, seg,
                     (values, output[:, :, seg.start : seg.end]) if shared else None)
         if seg.updates:
             run_update(session, mem)
+            updated = True
     return output.transpose(1, 2).contiguous(), None
 
 
@@ -202,11 +218,12 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
     With `shared` = (values, out), also write the attention output of those rows into `out`."""
     started = time.perf_counter()
     n_rows, n_keys = segment.shape[2], keys.shape[2]
+    seen = mem.visible(n_keys)
     for block in range(0, n_rows, session.observe_rows):
         rows = segment[:, :, block : block + session.observe_rows]
         visible = n_keys - n_rows + block + rows.shape[2]
         with torch.no_grad():
-            probs = group_probs(rows, keys[:, :, :visible], scaling)
+            probs = group_probs(rows, keys[:, :, :visible], scaling, None if seen is None else seen[..., :visible])
         if shared is not None:
             values, out = shared
             b, hkv, group, r, _ = probs.shape
@@ -215,6 +232,19 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
         with torch.no_grad():
             averaged = group_mean(probs)
             session.policy.observe(mem, averaged, n_rows - block - rows.shape[2] + seg.rows_after)
+    session.observe_seconds += time.perf_counter() - started
+
+
+def observe_queries(session, mem, segment, n_keys: int, layer_idx: int) -> None:
+    """Hand the policy the segment's queries before RoPE (inverse rotation, adapters.hf.rope), every query
+    head, with their positions and the layer's rotary embedding."""
+    from adapters.hf.rope import unrotate
+
+    started = time.perf_counter()
+    positions = mem.positions[0, 0, n_keys - segment.shape[2] : n_keys]
+    rotary = session.rotaries.get(layer_idx)
+    with torch.no_grad():
+        session.policy.observe_queries(mem, unrotate(segment, positions, rotary), positions, rotary)
     session.observe_seconds += time.perf_counter() - started
 
 
