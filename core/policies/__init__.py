@@ -1,5 +1,6 @@
 """Memory policies behind one interface: NAMM and the baselines it is compared to."""
 from core.policies.base import Budget, BudgetPolicy, MemoryPolicy, Schedule
+from core.policies.expected_attention import ExpectedAttention
 from core.policies.full import FullCache
 from core.policies.h2o import H2O
 from core.policies.l2 import L2Norm
@@ -8,10 +9,11 @@ from core.policies.recency import Recency
 from core.policies.snapkv import SnapKV
 from core.policies.tova import TOVA, TOVAPerHead
 
-BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, TOVAPerHead, SnapKV, RandomEviction)}
+BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, TOVAPerHead, SnapKV, RandomEviction,
+                                        ExpectedAttention)}
 
 __all__ = ["Budget", "BudgetPolicy", "MemoryPolicy", "Schedule", "FullCache", "H2O", "L2Norm", "RandomEviction",
-           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "BASELINES", "make_policy"]
+           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "ExpectedAttention", "BASELINES", "make_policy"]
 
 
 def make_policy(name: str, budget=None, ckpt: str | None = None, schedule: Schedule | None = None,
