@@ -178,3 +178,23 @@ def test_hidden_tokens_change_nothing_on_tiny_llama(one_thread):
         after_visible = _forward(model, token, other, ids.shape[1])
     assert torch.equal(plain, after_hidden)
     assert not torch.allclose(plain, after_visible)
+
+
+def test_the_clis_take_the_new_names(tmp_path, fake_lm):
+    from eval.lm.checks import name_list, policy_names
+    from eval.lm.__main__ import main
+    from eval.policy_setup import rule_settings
+    from core.errors import UserError
+
+    names = name_list("--policies", "full,expected_attention,adakv(snapkv),adakv(expected_attention)", policy_names())
+    assert names[2] == "adakv(snapkv)"
+    for bad in ("adakv(bogus)", "adakv(namm)", "adakv(../x)"):
+        with pytest.raises(UserError, match="unknown name"):
+            name_list("--policies", bad, policy_names())
+    assert rule_settings("adakv(snapkv)") == rule_settings("snapkv") == {"rule_revision": 2}
+    assert main(["--tasks", "passkey", "--policies", "full,expected_attention,adakv(snapkv)", "--n", "1",
+                 "--length", "200", "--budget", "0.25", "--out-dir", str(tmp_path / "run")]) == 0
+    built = {p.name: p for p in fake_lm.policies}
+    assert isinstance(built["adakv(snapkv)"], AdaKV) and built["adakv(snapkv)"].budget.value == 0.25
+    assert built["expected_attention"].budget.value == 0.25
+    assert (tmp_path / "run" / "preds" / "adakv(snapkv)").is_dir()

@@ -148,3 +148,16 @@ def test_runs_under_attach_and_keeps_the_budget(budget, n_up, one_thread):
     more = greedy_generate(model, ids, make_policy("expected_attention", budget, n_up=n_up, update_at_prompt_end=True),
                            max_new_tokens=4)
     assert more.kept_tokens == [math.ceil(budget * n) + 3] * 3
+
+
+def test_query_agnostic_compresses_the_context_from_its_own_queries(one_thread):
+    model = tiny_llama()
+    ids = torch.randint(0, 128, (1, 90), generator=torch.Generator().manual_seed(5))
+    policy = ExpectedAttention(0.4, n_up=10**6)
+    seen = []
+    observe = policy.observe_queries
+    policy.observe_queries = lambda mem, q, positions, rotary: (seen.append(int(positions[-1])),
+                                                                 observe(mem, q, positions, rotary))
+    gen = greedy_generate(model, ids, policy, max_new_tokens=3, context_end=70)
+    assert gen.kept_tokens == [math.ceil(0.4 * 70) + 20 + 2] * 3
+    assert max(seen) == 69  # the question and the answer are never observed

@@ -10,7 +10,8 @@ from pathlib import Path
 from core.errors import UserError
 
 BENCHMARKS = ("builtin", "longbench", "infinitebench", "choubun")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # becomes a file name: no separators, no "..", no "."
+# becomes a file name: no separators, no "..", no "."; parentheses for wrappers such as adakv(snapkv)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.()-]*$")
 
 
 def known_tasks(benchmark: str) -> tuple[str, ...]:
@@ -28,8 +29,8 @@ def known_tasks(benchmark: str) -> tuple[str, ...]:
 
 
 def policy_names() -> tuple[str, ...]:
-    from core.policies import BASELINES
-    return ("full", "namm", *BASELINES)
+    from core.policies import BASELINES, wrapped_names
+    return ("full", "namm", *BASELINES, *wrapped_names())
 
 
 def name_list(option: str, text: str, known) -> list[str]:
