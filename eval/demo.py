@@ -87,6 +87,7 @@ def check_args(args) -> policy_setup.PolicySetup:
 
     checks.name_list("--tasks", args.tasks, checks.known_tasks("builtin"))
     names = checks.name_list("--policies", args.policies, checks.policy_names())
+    checks.refuse_replaying(names, "eval.demo compresses whole prompts with their question")
     for option, value, minimum in (("--n", args.n, 1), ("--length", args.length, 64),
                                    ("--threads", args.threads, 1), ("--seed", args.seed, 0)):
         checks.at_least(option, value, minimum)

@@ -129,6 +129,7 @@ def test_attention_over_a_hidden_token_is_zero_on_one_layer():
     class Session:  # what memory_attention reads
         policy = L2Norm(0.5, n_up=10**6)
         compression_done = True  # the plain path: no update, just attention with the mask
+        replay = None
         cache = None
 
         def memory(self, layer):

@@ -27,6 +27,8 @@ class MemorySession:
         # neither observes nor evicts.
         self.compression_done = False
         self.force_prompt_end_update = False  # the context's end is an update for every policy
+        self.hold_prompt_end = False  # the driver runs the prompt-end update itself (kvzip)
+        self.replay = None  # during a KVzip reconstruction forward: the chunk scored (adapters.hf.kvzip)
         self.rotaries: dict = {}  # layer -> its RoPE (adapters.hf.rope), for a policy that observes queries
         self.n_updates = 0
         self.observe_seconds = 0.0  # attention probabilities + policy.observe

@@ -119,7 +119,8 @@ class UpdateSchedule:
     @classmethod
     def for_forward(cls, session, mem, q_len: int) -> "UpdateSchedule":
         policy = session.policy
-        at_end = policy.update_at_prompt_end or session.force_prompt_end_update
+        # hold_prompt_end: the driver runs the prompt-end update itself (kvzip, after its reconstruction)
+        at_end = (policy.update_at_prompt_end or session.force_prompt_end_update) and not session.hold_prompt_end
         return cls(policy.n_up, mem.since_update, q_len, at_end and session.prompt_ends_here(q_len))
 
     def segments(self) -> list[Segment]:
@@ -161,6 +162,8 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
             raise ValueError(f"layer {module.layer_idx} has a sliding window of {window} tokens; the adapter must "
                              f"leave it to its window, not hand it to the policy")
         return windowed_attention(module, session, query, key, value, scaling, window)
+    if mem is not None and session.replay is not None:
+        return replay_attention(session, mem, query, key, value, scaling), None
     if mem is None or not session.policy.evicts or session.compression_done:
         visible = None
         if mem is not None:
@@ -233,6 +236,29 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
             averaged = group_mean(probs)
             session.policy.observe(mem, averaged, n_rows - block - rows.shape[2] + seg.rows_after)
     session.observe_seconds += time.perf_counter() - started
+
+
+def replay_attention(session, mem, query, key, value, scaling) -> torch.Tensor:
+    """A KVzip reconstruction forward (adapters.hf.kvzip): the layer's output is plain attention over the whole
+    cache; the policy gets, per KV head, the largest attention each context token of the chunk receives from
+    these queries (max over rows and over the query heads of the group), with the softmax taken, as kvpress's
+    KVzipPress takes it, over the sinks, the chunk's context tokens and the reconstruction tokens only."""
+    chunk = session.replay
+    output = sdpa(query, key, value, scaling, mem.visible())
+    q_len = query.shape[2]
+    sink, width = min(chunk.n_sink, chunk.start), chunk.end - chunk.start
+    keys = torch.cat([key[:, :, :sink], key[:, :, chunk.start : chunk.end], key[:, :, -q_len:]], dim=2)
+    best = None
+    started = time.perf_counter()
+    with torch.no_grad():
+        for block in range(0, q_len, session.observe_rows):
+            rows = query[:, :, block : block + session.observe_rows]
+            probs = group_probs(rows, keys[:, :, : sink + width + block + rows.shape[2]], scaling)
+            top = probs[..., sink : sink + width].amax(dim=(2, 3))
+            best = top if best is None else torch.maximum(best, top)
+        session.policy.observe_replay(mem, best, chunk.start, chunk.end)
+    session.observe_seconds += time.perf_counter() - started
+    return output.transpose(1, 2).contiguous()
 
 
 def observe_queries(session, mem, segment, n_keys: int, layer_idx: int) -> None:

@@ -4,6 +4,7 @@ from core.policies.base import Budget, BudgetPolicy, MemoryPolicy, Schedule
 from core.policies.expected_attention import ExpectedAttention
 from core.policies.full import FullCache
 from core.policies.h2o import H2O
+from core.policies.kvzip import KVzip
 from core.policies.l2 import L2Norm
 from core.policies.random_policy import RandomEviction
 from core.policies.recency import Recency
@@ -11,10 +12,10 @@ from core.policies.snapkv import SnapKV
 from core.policies.tova import TOVA, TOVAPerHead
 
 BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, TOVAPerHead, SnapKV, RandomEviction,
-                                        ExpectedAttention)}
+                                        ExpectedAttention, KVzip)}
 
 __all__ = ["Budget", "BudgetPolicy", "MemoryPolicy", "Schedule", "FullCache", "H2O", "L2Norm", "RandomEviction",
-           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "ExpectedAttention", "AdaKV", "BASELINES", "make_policy", "wrapped_names"]
+           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "ExpectedAttention", "AdaKV", "KVzip", "BASELINES", "make_policy", "wrapped_names"]
 
 
 def wrapped_names() -> tuple[str, ...]:

@@ -43,12 +43,19 @@ class AdaKV(BudgetPolicy):
         self.revision = getattr(scorer, "revision", 1)
         self.observes = scorer.observes
         self.observes_queries = getattr(scorer, "observes_queries", False)
+        self.replays_context = getattr(scorer, "replays_context", False)
+        for attr in ("chunk_size", "prev_postfix_size", "n_sink"):  # what a context reconstruction reads
+            if hasattr(scorer, attr):
+                setattr(self, attr, getattr(scorer, attr))
 
     def observe(self, mem, probs, rows_left):
         self.scorer.observe(mem, probs, rows_left)
 
     def observe_queries(self, mem, queries, positions, rotary):
         self.scorer.observe_queries(mem, queries, positions, rotary)
+
+    def observe_replay(self, mem, scores, start, end):
+        self.scorer.observe_replay(mem, scores, start, end)
 
     def scores(self, mem):
         return self.scorer.scores(mem)

@@ -40,6 +40,7 @@ class MemoryPolicy:
     revision = 1  # raised when a rule changes what it keeps, so stored results made by the old rule are redone
     observes = False  # needs attention rows
     observes_queries = False  # needs each segment's queries before RoPE (`observe_queries`)
+    replays_context = False  # compresses a whole context after reconstructing it (kvzip; adapters.hf.kvzip)
     evicts = True  # False only for the full cache, which lets the adapter skip all bookkeeping
 
     def __init__(self, n_up: int | None = None, update_at_prompt_end: bool | None = None,

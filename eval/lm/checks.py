@@ -33,6 +33,17 @@ def policy_names() -> tuple[str, ...]:
     return ("full", "namm", *BASELINES, *wrapped_names())
 
 
+REPLAYING = ("kvzip", "adakv(kvzip)")  # compress a whole context after reconstructing it (adapters.hf.kvzip)
+
+
+def refuse_replaying(names, why: str) -> None:
+    """One line where kvzip cannot run (`why`: what compresses here instead of a whole context)."""
+    for name in names:
+        if name in REPLAYING:
+            raise UserError(f"--policies {name}: kvzip compresses a whole context once, after reconstructing it, "
+                            f"and cannot run here ({why}); it runs in eval.lm --protocol query-agnostic")
+
+
 def name_list(option: str, text: str, known) -> list[str]:
     """A comma-separated list of names, each known (and so safe as a file name), none twice."""
     names = [n.strip() for n in str(text).split(",")]
@@ -89,6 +100,8 @@ def validate_run_args(args) -> list[str]:
     protocol = getattr(args, "protocol", "whole-prompt")
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol: unknown {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if protocol != "query-agnostic":
+        refuse_replaying(policies, "the whole-prompt protocol compresses prompts with their question")
     if protocol == "query-agnostic" and args.benchmark != "builtin":
         raise UserError("--protocol query-agnostic needs items split into context and question: only the "
                         "builtin tasks are, for now")

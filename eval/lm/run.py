@@ -19,6 +19,8 @@ import torch
 from tqdm import tqdm
 
 from adapters.hf import greedy_generate
+from adapters.hf.kvzip import replay_prompt
+from core.errors import UserError
 from adapters.loading import load_model
 from core.policies import Schedule
 from eval import policy_setup
@@ -117,6 +119,13 @@ def run_policies(args) -> dict:
     checks.check_prompt_lengths(taskset.items, tokenizer, model, args.benchmark)
     out = Path(args.out_dir)
     query_agnostic = args.protocol == "query-agnostic"
+    replaying = [n for n in setup.names if n in checks.REPLAYING]
+    if replaying:  # only query-agnostic here (checks); the schedule must not update inside a context
+        longest = max(question_token(tokenizer, item) for item in taskset.items)
+        if longest >= setup.schedule.n_up:
+            raise UserError(f"--policies {replaying[0]}: contexts reach {longest} tokens and every policy updates "
+                            f"every {setup.schedule.n_up}, inside a context, where kvzip cannot run; give --n-up "
+                            f"above the longest context (one compression per context, as kvpress compresses)")
     results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, **setup.as_json(),
                      "protocol": args.protocol,
                      "policies": {}}
@@ -141,13 +150,17 @@ def run_policies(args) -> dict:
                         ids = tokenizer(item.text, return_tensors="pt").input_ids
                         context_end = question_token(tokenizer, item) if query_agnostic else None
                         policy = setup.build(name, budgets[item.id])
+                        replay = {}
+                        if getattr(policy, "replays_context", False):  # kvzip (query-agnostic only: checks)
+                            replay = {"replay_prompt": replay_prompt(tokenizer)}
                         started = time.perf_counter()
                         gen = greedy_generate(model, ids, policy, max_new_tokens=item.max_new_tokens,
-                                              eos_token_id=tokenizer.eos_token_id, context_end=context_end)
+                                              eos_token_id=tokenizer.eos_token_id, context_end=context_end, **replay)
                         row = {"id": item.id, "prediction": tokenizer.decode(gen.tokens[0], skip_special_tokens=True),
                                "cache_fraction": gen.cache_fraction, "fraction_at_update": gen.fraction_at_update,
                                "prompt_tokens": ids.shape[1], "processed_tokens": gen.processed_tokens,
-                               "seconds": time.perf_counter() - started, "settings": settings[item.id]}
+                               "seconds": time.perf_counter() - started, "replay_seconds": gen.replay_seconds,
+                               "settings": settings[item.id]}
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                         sink.flush()
                         done[item.id] = row
@@ -161,6 +174,8 @@ def run_policies(args) -> dict:
                 "item_scores": [taskset.score(task, [it], [r["prediction"]]) for it, r in zip(task_items, rows)],
                 "cache_fraction": sum(r["cache_fraction"] for r in rows) / len(rows),
                 "seconds_per_item": sum(r["seconds"] for r in rows) / len(rows),
+                # kvzip's context reconstruction, inside seconds_per_item (0 for every other policy)
+                "replay_seconds_per_item": sum(r.get("replay_seconds", 0.0) for r in rows) / len(rows),
                 "n": len(rows),
                 "budget": sum(given) / len(given) if given else None,
             }

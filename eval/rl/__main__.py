@@ -29,7 +29,7 @@ from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, cli_main
 from eval import policy_setup
-from eval.lm.checks import at_least, name_list, policy_names
+from eval.lm.checks import at_least, name_list, policy_names, refuse_replaying
 from eval.lm.resume_key import checkpoint_sha256
 from eval.policy_results import PolicyResults, file_sha256
 from eval.rl.dt_model import load_dt
@@ -125,6 +125,7 @@ def validate_args(args) -> tuple[str, Path, policy_setup.PolicySetup]:
     except ValueError as err:
         raise UserError(f"--env: {err}") from None
     names = name_list("--policies", args.policies, ("window", *policy_names()))
+    refuse_replaying(names, "the Decision Transformer's cache is updated step by step")
     for option, value in (("--episodes", args.episodes), ("--batch", args.batch),
                           ("--max-steps", args.max_steps), ("--threads", args.threads)):
         at_least(option, value, 1)
