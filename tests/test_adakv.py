@@ -39,7 +39,7 @@ def visible_pairs(mem):
     return (~hidden).sum(dim=-1)  # [B, H]
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.2, 0.5, 1.0])
+@pytest.mark.parametrize("alpha", [0.0, 0.05, 0.2, 0.5, 1.0])
 def test_keeps_exactly_n_keep_times_heads_visible_pairs_and_the_safeguard(alpha):
     g = torch.Generator().manual_seed(0)
     b, h, p, budget = 2, 4, 50, 0.3
@@ -50,7 +50,7 @@ def test_keeps_exactly_n_keep_times_heads_visible_pairs_and_the_safeguard(alpha)
     keep = policy.select(mem)
     mem.evict(keep)
     n_keep = math.ceil(budget * p)
-    n_safe = int(n_keep * alpha)
+    n_safe = max(1, int(n_keep * alpha)) if alpha > 0 else 0
     pairs = visible_pairs(mem)
     assert pairs.sum(dim=-1).tolist() == [n_keep * h] * b
     assert int(pairs.min()) >= max(n_safe, 1)

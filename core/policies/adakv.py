@@ -11,8 +11,8 @@ class AdaKV(BudgetPolicy):
     is named `adakv(<scorer's name>)`.
 
     At each update, with n_keep = the budget's tokens of the processed ones and H KV heads: every head first
-    secures its `int(alpha_safeguard * n_keep)` best tokens and its newest token (the safeguard; kvpress's
-    default alpha 0.2), then the n_keep * H best (head, token) pairs of the layer are chosen over all heads
+    secures its `int(alpha_safeguard * n_keep)` best tokens (at least one if alpha > 0, as kvpress 0.5.5) and
+    its newest token (the safeguard; kvpress's default alpha 0.2), then the n_keep * H best (head, token) pairs of the layer are chosen over all heads
     together. A head may so keep more or fewer than n_keep tokens.
 
     The cache is rectangular (one length per layer: SDPA takes one key length for every head), so the rule
@@ -77,6 +77,8 @@ class AdaKV(BudgetPolicy):
             scores = scores.masked_fill(hidden_before, lowest)
         b, h, p = scores.shape
         n_safe = int(n_keep * self.alpha_safeguard)
+        if self.alpha_safeguard > 0:
+            n_safe = max(1, n_safe)  # kvpress 0.5.5: at least one token per head whenever alpha > 0
         if n_safe > 0:
             safe = torch.topk(scores, n_safe, dim=-1).indices
             scores = scores.scatter(-1, safe, torch.finfo(scores.dtype).max)
