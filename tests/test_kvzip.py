@@ -145,3 +145,16 @@ def test_the_clis_say_where_kvzip_cannot_run(tmp_path, fake_lm, monkeypatch, cap
     import json
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert "replay_seconds_per_item" in results["policies"]["kvzip"]["passkey"]
+
+
+def test_the_table_reports_the_reconstruction_cost():
+    from eval.lm.run import add_normalised, format_table
+
+    cell = lambda score, **extra: {"score": score, "cache_fraction": 0.5, "seconds_per_item": 2.0, **extra}  # noqa: E731
+    results = {"tasks": ["passkey"], "policies": {"full": {"passkey": cell(100.0)},
+                                                 "adakv(snapkv)": {"passkey": cell(50.0)},
+                                                 "kvzip": {"passkey": cell(80.0, replay_seconds_per_item=0.5)}}}
+    add_normalised(results, {"passkey": 0.0})
+    table = format_table(results)
+    assert "kvzip: its context reconstruction took 0.50 s/item (of 2.00 s/item in all)" in table
+    assert "adakv(snapkv) " in table and "adakv(snapkv):" not in table

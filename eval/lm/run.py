@@ -236,9 +236,10 @@ def add_normalised(results: dict, chance: dict[str, float] | None = None) -> Non
 
 def format_table(results: dict) -> str:
     tasks = results["tasks"]
-    head = (f"{'policy':<10}" + "".join(f"{t[:18]:>20}" for t in tasks)
+    w = max([10] + [len(name) + 1 for name in results["policies"]])  # adakv(expected_attention) is long
+    head = (f"{'policy':<{w}}" + "".join(f"{t[:18]:>20}" for t in tasks)
             + f"{'mean':>9}{'norm.':>8}{'95% interval':>16}{'cache':>7}{'budget':>8}")
-    lines = [f"{'':<10}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
+    lines = [f"{'':<{w}}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
     protocol = {"query-agnostic": "query-agnostic: the context compressed when it ends, the question appended "
                                   "uncompressed",
                 "whole-prompt": "whole prompt compressed, question included"}[results.get("protocol", "whole-prompt")]
@@ -255,8 +256,14 @@ def format_table(results: dict) -> str:
         interval = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a"
         budgets = [per_task[t]["budget"] for t in tasks if per_task[t].get("budget") is not None]
         budget = f"{sum(budgets) / len(budgets):.2f}" if budgets else "-"
-        lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}"
+        lines.append(f"{name:<{w}}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}"
                      f"{budget:>8}")
+    for name, per_task in results["policies"].items():
+        replay = [per_task[t].get("replay_seconds_per_item", 0.0) for t in tasks]
+        if any(replay):
+            total = sum(per_task[t]["seconds_per_item"] for t in tasks) / len(tasks)
+            lines.append(f"{name}: its context reconstruction took {sum(replay) / len(replay):.2f} s/item "
+                         f"(of {total:.2f} s/item in all)")
     for task, fmt in results.get("prompt_formats", {}).items():
         if fmt == builtin_tasks.PLAIN_NO_TEMPLATE:
             lines.append(f"{task}: plain prompts (calibrated in the chat template; this model has none)")
