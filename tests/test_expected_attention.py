@@ -161,3 +161,37 @@ def test_query_agnostic_compresses_the_context_from_its_own_queries(one_thread):
     gen = greedy_generate(model, ids, policy, max_new_tokens=3, context_end=70)
     assert gen.kept_tokens == [math.ceil(0.4 * 70) + 20 + 2] * 3
     assert max(seen) == 69  # the question and the answer are never observed
+
+
+def test_gemma3_full_layers_hand_over_their_normed_queries_before_their_own_rope():
+    """Gemma 3's full-attention layers use another RoPE base than its sliding ones (the rotary module takes the
+    layer type) and norm the queries before RoPE: the handed queries are q_norm(q_proj(h))."""
+    from tests.test_adapter_gemma3 import LAYER_TYPES, prompt, tiny_gemma
+
+    model = tiny_gemma()
+    layer = LAYER_TYPES.index("full_attention")
+    attn = model.model.layers[layer].self_attn
+    captured, handed = {}, []
+
+    def before(module, args, kwargs):
+        hidden = kwargs["hidden_states"]
+        q = module.q_proj(hidden).view(1, hidden.shape[1], -1, module.head_dim)
+        captured["q"] = module.q_norm(q).transpose(1, 2)
+
+    policy = ExpectedAttention(0.5, n_up=10**6, update_at_prompt_end=True)
+    observe = policy.observe_queries
+
+    def recording(mem, queries, positions, rotary):
+        if mem.layer_idx == layer:
+            handed.append(queries.clone())
+        observe(mem, queries, positions, rotary)
+
+    policy.observe_queries = recording
+    handle = attn.register_forward_pre_hook(before, with_kwargs=True)
+    try:
+        with torch.no_grad(), attach(model, policy):
+            model(input_ids=prompt(40, 1), use_cache=True)
+    finally:
+        handle.remove()
+    (queries,) = handed
+    torch.testing.assert_close(queries, captured["q"], rtol=1e-5, atol=1e-5)
