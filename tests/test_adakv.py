@@ -199,3 +199,8 @@ def test_the_clis_take_the_new_names(tmp_path, fake_lm):
     assert isinstance(built["adakv(snapkv)"], AdaKV) and built["adakv(snapkv)"].budget.value == 0.25
     assert built["expected_attention"].budget.value == 0.25
     assert (tmp_path / "run" / "preds" / "adakv(snapkv)").is_dir()
+
+
+def test_one_budget_only():
+    with pytest.raises(ValueError, match="only for a scorer without one"):
+        AdaKV(L2Norm(0.5), budget=0.3)

@@ -31,8 +31,9 @@ class AdaKV(BudgetPolicy):
         if not callable(getattr(scorer, "scores", None)):
             raise ValueError(f"adakv wraps a policy that scores tokens (scores(mem) -> [B, H, P]); "
                              f"{getattr(scorer, 'name', scorer)!r} has none")
-        if budget is None and getattr(scorer, "budget", None) is None:
-            raise ValueError(f"adakv({getattr(scorer, 'name', '?')}) needs a budget: the scorer has none")
+        has_budget = getattr(scorer, "budget", None) is not None
+        if (budget is None) == (not has_budget):  # one budget: a scorer's rule may read its own (H2O's window)
+            raise ValueError(f"adakv({getattr(scorer, 'name', '?')}): give a budget only for a scorer without one")
         if not 0.0 <= alpha_safeguard <= 1.0:
             raise ValueError(f"alpha_safeguard must be in [0, 1], got {alpha_safeguard}")
         super().__init__(0.5, schedule=getattr(scorer, "schedule", None))

@@ -5,7 +5,8 @@ the attention probabilities of each processed block of queries over the observed
 GQA-averaged to KV heads (`observe`). Every `n_up` processed tokens (and, with
 `update_at_prompt_end`, when a prompt ends) the adapter calls `select`, which returns the per-head
 indices to keep (ascending, same count for every head) or None to keep everything. Both come from the
-policy's `Schedule`; policies compared with each other share one.
+policy's `Schedule`; policies compared with each other share one. A policy that sets `observes_queries` also
+gets each segment's queries before RoPE (`observe_queries`, Expected Attention).
 """
 from __future__ import annotations
 
