@@ -5,9 +5,11 @@ import torch
 
 
 def keep_top(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices [B, H, k] of the k highest scores per head, in cache order."""
+    """Indices [B, H, k] of the k highest scores per head, in cache order. Equal scores are kept newest
+    first, so the kept set depends only on the scores' order (torch.topk breaks ties its own way)."""
     k = max(1, min(int(k), scores.shape[-1]))
-    return torch.topk(scores, k, dim=-1, sorted=False).indices.sort(dim=-1).values
+    order = torch.sort(scores, dim=-1, stable=True).indices  # ascending; among equals, older first
+    return order[..., -k:].sort(dim=-1).values
 
 
 def protect_newest(scores: torch.Tensor) -> torch.Tensor:

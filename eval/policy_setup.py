@@ -55,6 +55,15 @@ class PolicySetup:
     set_by: dict[str, str]  # schedule field -> where its value comes from
     budget: float | None  # None: matched
     unit: str = "item"  # what a matched budget is measured on: item or episode
+    namm_keeps: float | None = None  # a top-k NAMM's checkpoint budget (None: a threshold NAMM, or no NAMM)
+
+    @property
+    def namm_budget(self) -> float | None:
+        """What a top-k NAMM keeps in this run: the run's fixed budget, like every baseline (its checkpoint's
+        own under --budget matched); None for a threshold NAMM, whose cache size is its own."""
+        if self.namm_keeps is None:
+            return None
+        return self.namm_keeps if self.matched else self.budget
 
     @property
     def matched(self) -> bool:
@@ -62,7 +71,12 @@ class PolicySetup:
 
     def build(self, name: str, budget: float | None = None) -> MemoryPolicy:
         """A policy on the run's schedule; a baseline gets `budget`, else the run's fixed budget."""
-        if name in ("full", "namm"):
+        if name == "namm":
+            namm = make_policy(name, ckpt=self.ckpt, schedule=self.schedule)
+            if self.namm_budget is not None:
+                namm.set_budget(self.namm_budget)
+            return namm
+        if name == "full":
             return make_policy(name, ckpt=self.ckpt, schedule=self.schedule)
         return make_policy(name, budget=self.budget if budget is None else budget, schedule=self.schedule)
 
@@ -73,13 +87,15 @@ class PolicySetup:
 
     def budget_mode(self) -> str:
         if not self.matched:
-            return f"fixed: every baseline keeps {self.budget:.4g} of the processed tokens at each update"
+            who = "every baseline and the (top-k) NAMM" if self.namm_keeps is not None else "every baseline"
+            return f"fixed: {who} keeps {self.budget:.4g} of the processed tokens at each update"
         same = "in the episode of the same seed" if self.unit == "episode" else f"on the same {self.unit}"
         return (f"matched per {self.unit}: a baseline's budget on each {self.unit} is the NAMM's cache fraction "
                 f"{same}, measured right after its last update (kept / processed tokens)")
 
     def as_json(self) -> dict:
         return {"ckpt": ckpt_label(self.ckpt), "budget": "matched" if self.matched else self.budget,
+                **({"namm_budget": self.namm_budget} if self.namm_budget is not None else {}),
                 "budget_mode": self.budget_mode(),
                 "schedule": {"n_up": self.schedule.n_up, "update_at_prompt_end": self.schedule.at_prompt_end,
                              "set_by": dict(self.set_by), "description": self.schedule_line()}}
@@ -115,10 +131,12 @@ def resolve(args, names: list[str], default: Schedule, unit: str = "item") -> Po
         raise UserError("--budget matched needs the namm policy in --policies (the baselines get its cache fraction)")
     budget = None if matched else fraction("--budget", args.budget)
     ckpt = args.ckpt or str(SHIPPED_NAMM)
-    fixed = {}
+    fixed, namm_keeps = {}, None
     if ckpt != "zeros" and ("namm" in names or args.ckpt is not None):
         namm = namm_checkpoint("--ckpt", ckpt)
         fixed = namm.fixed_schedule if "namm" in names else {}
+        if "namm" in names and namm.config.selection == "topk":
+            namm_keeps = namm.config.budget
     given = {"n_up": args.n_up, "update_at_prompt_end": args.prompt_end}
     values, set_by = {}, {}
     for key, option in OPTIONS.items():
@@ -137,4 +155,12 @@ def resolve(args, names: list[str], default: Schedule, unit: str = "item") -> Po
     if matched:
         names = ["namm"] + [n for n in names if n != "namm"]
     return PolicySetup(list(names), ckpt, Schedule(values["n_up"], values["update_at_prompt_end"]), set_by,
-                       budget, unit)
+                       budget, unit, namm_keeps)
+
+
+def namm_settings(ckpt_sha256: str | None, namm_budget: float | None) -> dict:
+    """What identifies the NAMM's results in a run: its checkpoint and, for a top-k NAMM, its budget."""
+    settings = {"ckpt_sha256": ckpt_sha256}
+    if namm_budget is not None:
+        settings["budget"] = float(namm_budget)
+    return settings

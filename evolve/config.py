@@ -21,7 +21,8 @@ import yaml
 from evolve.yaml_lines import ConfigError, dotted, load_with_lines
 
 FITNESS_KINDS = ("lm", "toy")
-LM_METRICS = ("score", "answer_logprob", "kl")
+LM_METRICS = ("score", "answer_logprob", "kl", "answer_logprob_clipped")
+INIT_READOUTS = ("best", "tova", "h2o", "snapkv", "l2", "recency")
 DATA_SOURCES = ("builtin", "longbench")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -67,6 +68,9 @@ class EvolveConfig:
     # What a member's fitness measures on a prompt (see evolve/lm_fitness.py); "score" is the paper's.
     lm_metric: str = "score"
     shared_prefix: bool = True  # compute each prompt's first n_up tokens once per generation (exact)
+    logprob_clip: float = 3.0  # answer_logprob_clipped: nats below the full cache that score 0
+    # namm_x: start from a baseline's readout ("best": each one scored on generation 0's prompts, the best kept)
+    init_readout: str | None = None
 
     @property
     def total_generations(self) -> int:
@@ -101,7 +105,13 @@ def load_config(path, overrides: list[str] | tuple[str, ...] = ()) -> EvolveConf
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    return parse_config(path.read_text(encoding="utf-8"), str(path), overrides)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {err.start + 1}); save the config as UTF-8") from None
+    return parse_config(text, str(path), overrides)
 
 
 def parse_config(text: str, source: str, overrides=()) -> EvolveConfig:
@@ -196,7 +206,7 @@ class _Checker:
 _TOP = {"stages", "fitness", "model", "dtype", "device", "threads", "seed", "popsize", "sigma0", "elite_ratio",
         "diagonal", "active", "eval_every", "heldout_prompts", "heldout_seed", "calibration_prompts",
         "calibration_length", "data", "data_dir", "namm", "init_from", "toy_target",
-        "cache_weight", "target_cache", "target_weight", "lm_metric", "shared_prefix"}
+        "cache_weight", "target_cache", "target_weight", "lm_metric", "shared_prefix", "logprob_clip", "init_readout"}
 _STAGE = {"name", "tasks", "generations", "prompts_per_task", "prompt_length"}
 
 
@@ -232,6 +242,8 @@ def _validate(data: dict, where: dict, source: str) -> EvolveConfig:
         "target_weight": c.number(get("target_weight"), ("target_weight",), positive=True),
         "lm_metric": c.string(get("lm_metric"), ("lm_metric",), LM_METRICS),
         "shared_prefix": c.boolean(get("shared_prefix"), ("shared_prefix",)),
+        "logprob_clip": c.number(get("logprob_clip"), ("logprob_clip",), positive=True),
+        "init_readout": c.string(get("init_readout"), ("init_readout",), INIT_READOUTS, optional=True),
     }
     target = get("target_cache")
     if target is not None:
@@ -256,6 +268,17 @@ def _validate(data: dict, where: dict, source: str) -> EvolveConfig:
             c.fail(("namm", key), f"unknown NAMM config field; known: {', '.join(sorted(known))}")
     if "n_up" in namm:
         c.integer(namm["n_up"], ("namm", "n_up"), 1)
+    try:
+        namm_config = NAMMConfig.from_dict(dict(namm), "namm")
+        namm_config.check()
+    except (TypeError, ValueError) as err:
+        field = next((k for k in namm if f"'{k}'" in str(err)), None)
+        c.fail(("namm",) if field is None else ("namm", field), str(err))
+    if kw["init_readout"] is not None:
+        if namm_config.features != "namm_x":
+            c.fail(("init_readout",), "a baseline's readout is a NAMM-X start: set namm.features to namm_x")
+        if kw["init_from"] is not None:
+            c.fail(("init_readout",), "give init_from or init_readout, not both")
     kw["namm"] = dict(namm)
     kw["stages"] = _stages(c, data.get("stages"), kw["fitness"], kw["data"])
     return EvolveConfig(**kw)

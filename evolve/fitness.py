@@ -1,42 +1,16 @@
-"""The pluggable fitness interface the generation loop calls (higher is better).
-
-A fitness object may be stateful across a generation: `begin_generation` draws the generation's
-prompts (shared by every member) before any member is evaluated. Every rank of a distributed run
-holds its own fitness object and calls these methods in the same order; `calibrate` and
-`evaluate_heldout` are collective (all ranks call them), `evaluate` is per member.
-"""
+"""The fitness a config names: the registry the generation loop calls (evolve/evaluation.py holds the
+interface and what a fitness returns, so the fitnesses never import this module back)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from evolve.evaluation import Evaluation, Fitness
 
-from core.namm import NAMM
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    fitness: float
-    cache_fraction: float = float("nan")  # kept / processed tokens, mean over prompts (nan: not applicable)
-
-
-class Fitness(Protocol):
-    def calibrate(self, namm: NAMM) -> None:
-        """Set `namm`'s frozen normalisation statistics (called once, at generation 0)."""
-
-    def begin_generation(self, stage_index: int, generation: int) -> None:
-        """Draw the prompts of global generation `generation` of stage `stage_index`."""
-
-    def evaluate(self, namm: NAMM) -> Evaluation:
-        """Fitness of one member on the current generation's prompts."""
-
-    def evaluate_heldout(self, namm: NAMM, stage_index: int) -> Evaluation:
-        """Fitness of `namm` on the stage's held-out prompts (collective over ranks)."""
+__all__ = ["Evaluation", "Fitness", "make_fitness"]
 
 
 def make_fitness(config, run_dir, dist) -> Fitness:
     """The fitness a config names: "toy" (no model) or "lm" (a language model on prompt tasks)."""
     if config.fitness == "toy":
-        from evolve.toy import QuadraticFitness
+        from evolve.toy import QuadraticFitness  # no model: a toy run never imports transformers
 
         return QuadraticFitness(config.toy_target)
     from evolve.lm_fitness import LMFitness

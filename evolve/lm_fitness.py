@@ -9,6 +9,10 @@ on the same prompts, averaged over tasks. `lm_metric` names what is measured on 
   the geometric-mean probabilities of the answer's tokens (1: as good as the full cache).
 - `kl`: the same forward; a prompt's value is exp(-mean over answer positions of
   KL(full-cache next-token distribution || member's)), 1 when the distributions agree.
+- `answer_logprob_clipped` (bounded, NAMM-X): d = mean answer-token log-probability under the member minus
+  the same under the full cache, clipped to [-logprob_clip, 0] and mapped to 1 + d / logprob_clip in [0, 1].
+  A member never earns more than the full cache on a prompt, and one lost prompt costs at most 1/n of the
+  task, so no outlier ranks the members (`answer_logprob`'s exp ratio reached 2.55 on one prompt).
 
 Both graded values are continuous where the score is 0 or 1, so two members rarely tie.
 
@@ -36,7 +40,7 @@ from core.namm import NAMM
 from core.policies import FullCache
 from evolve.baseline_cache import BaselineCache, prompt_set_key
 from evolve.distributed import Dist
-from evolve.fitness import Evaluation
+from evolve.evaluation import Evaluation
 from evolve.prompts import BuiltinPrompts, LongBenchPrompts, Prompt, seed_label
 
 
@@ -50,12 +54,15 @@ class PromptSet:
     prefixes: list | None = None  # SharedPrefix (or None) per prompt
 
 
-def prompt_value(metric: str, reference: torch.Tensor, candidate: torch.Tensor, answer_ids: torch.Tensor) -> float:
+def prompt_value(metric: str, reference: torch.Tensor, candidate: torch.Tensor, answer_ids: torch.Tensor,
+                 clip: float = 3.0) -> float:
     """A graded metric's value of one prompt (1.0 when the candidate equals the full cache)."""
-    if metric == "answer_logprob":
+    if metric in ("answer_logprob", "answer_logprob_clipped"):
         ref = reference.gather(1, answer_ids.view(-1, 1)).mean()
         cand = candidate.gather(1, answer_ids.view(-1, 1)).mean()
-        return math.exp(float(cand - ref))
+        if metric == "answer_logprob":
+            return math.exp(float(cand - ref))
+        return 1.0 + min(0.0, max(-clip, float(cand - ref))) / clip
     if metric == "kl":
         return math.exp(-mean_kl(reference, candidate))
     raise ValueError(f"unknown graded metric {metric!r}")
@@ -79,6 +86,7 @@ class LMFitness:
         # meets the same chunk boundaries as one starting from scratch (bit-identical results).
         self.prefill_chunk = config.namm_config().n_up
         self.current: list[PromptSet] = []
+        self._current_key: tuple | None = None
         self._heldout: dict[int, list[PromptSet]] = {}
 
     @staticmethod
@@ -110,14 +118,16 @@ class LMFitness:
         if self.metric == "score":
             return self._run(namm, prompt, cache)
         run = self._answer(namm, prompt, cache)
-        return prompt_value(self.metric, prompt_set.reference[i], run.logprobs, run.answer_ids), run.cache_fraction
+        value = prompt_value(self.metric, prompt_set.reference[i], run.logprobs, run.answer_ids,
+                             getattr(self.config, "logprob_clip", 3.0))
+        return value, run.cache_fraction
 
     def _prefixes(self, prompts: list[Prompt]) -> list | None:
         if not getattr(self.config, "shared_prefix", False) or not isinstance(self.model, torch.nn.Module):
             return None
         from adapters.hf.prefix import SharedPrefix
 
-        observer = NAMM.zeros(self.config.namm_config())
+        observer = NAMM.observer(self.config.namm_config())
         return [SharedPrefix(self.model, p.ids, observer) if p.ids.shape[-1] > observer.config.n_up else None
                 for p in prompts]
 
@@ -176,6 +186,8 @@ class LMFitness:
 
     # --- the fitness interface ---
     def calibrate(self, namm: NAMM) -> None:
+        if not namm.needs_calibration:
+            return
         stage = self.config.stages[0]
         length = self.config.calibration_length or stage.prompt_length
         if self.dist.is_main:
@@ -191,8 +203,11 @@ class LMFitness:
         namm.normaliser.var = stats[1].float()
 
     def begin_generation(self, stage_index: int, generation: int) -> None:
+        if self._current_key == (stage_index, generation):  # drawn already (the start's readouts were scored on it)
+            return
         stage = self.config.stages[stage_index]
         self.current = self._prompt_set(stage, seed_label("train", self.config.seed, generation), heldout=False)
+        self._current_key = (stage_index, generation)
 
     def evaluate(self, namm: NAMM) -> Evaluation:
         values, fractions = [], []

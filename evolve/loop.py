@@ -17,7 +17,9 @@ from evolve.distributed import Dist
 from evolve.fitness import Fitness, make_fitness
 from evolve.optimizer import CMAES
 from evolve.resume_check import check_resume_config
-from core.atomic import write_text_atomic
+from core.atomic import write_json_atomic, write_text_atomic
+
+START_FILE = "start.json"  # NAMM-X: which baseline's readout generation 0 starts from, and each one's fitness
 from evolve.runlog import plot_log, read_log, write_log
 
 
@@ -41,6 +43,30 @@ def objective(config: EvolveConfig, fitness: np.ndarray, cache_fraction: np.ndar
     return value
 
 
+def baseline_start(config: EvolveConfig, template: NAMM, fitness: Fitness, dist: Dist) -> tuple[np.ndarray, dict]:
+    """NAMM-X's starting mean: the readout of `init_readout`, or with "best" the baseline readout that scores
+    highest on generation 0's prompts (measured here, each one sharded over ranks like a member)."""
+    from core.namm_x import BASELINE_READOUTS, baseline_readout
+
+    names = BASELINE_READOUTS if config.init_readout == "best" else (config.init_readout,)
+    vectors = {n: baseline_readout(template.config.feature_names, template.config.readout_hidden, n).numpy()
+               for n in names}
+    if len(names) == 1:
+        return vectors[names[0]].astype(np.float64), {"init_readout": names[0]}
+    stage_index, _, _ = config.stage_at(0)
+    fitness.begin_generation(stage_index, 0)
+    local = torch.zeros(len(names), 2, dtype=torch.float64)
+    for i in dist.shard(len(names)):
+        result = fitness.evaluate(member_namm(template, vectors[names[i]]))
+        local[i, 0], local[i, 1] = result.fitness, result.cache_fraction
+    gathered = dist.sum(local).numpy()
+    values = objective(config, gathered[:, 0], gathered[:, 1])
+    best = names[int(np.argmax(values))]
+    record = {"init_readout": best, "head_mode": template.config.head_mode, "budget": template.config.budget,
+              "generation_0_fitness": {n: float(v) for n, v in zip(names, values)}}
+    return vectors[best].astype(np.float64), record
+
+
 def initial_mean(config: EvolveConfig, n_params: int) -> np.ndarray:
     if config.init_from is None:
         return np.zeros(n_params)
@@ -60,7 +86,7 @@ def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume
     run_dir = Path(run_dir)
     dist = dist or Dist()
     namm_config = config.namm_config()
-    n_params = namm_config.bam.n_params
+    n_params = namm_config.n_params
     fitness = fitness if fitness is not None else make_fitness(config, run_dir, dist)
     if resume and has_checkpoint(run_dir):
         optimizer, latest, state = load_checkpoint(run_dir, n_params, config.popsize, trust_run_dir)
@@ -72,9 +98,16 @@ def evolve(config: EvolveConfig, run_dir, fitness: Fitness | None = None, resume
             raise ExistsError(f"{run_dir} already holds a run (state.json); pass --resume or choose another --out")
         np.random.seed(config.seed)
         torch.manual_seed(config.seed)
-        optimizer = CMAES.create(n_params, config.popsize, config.sigma0, config.elite_ratio, config.diagonal,
-                                 config.active, config.seed, initial_mean(config, n_params))
         template = NAMM(namm_config)
+        start = None
+        if config.init_readout is not None:
+            x0, start = baseline_start(config, template, fitness, dist)
+        else:
+            x0 = initial_mean(config, n_params)
+        optimizer = CMAES.create(n_params, config.popsize, config.sigma0, config.elite_ratio, config.diagonal,
+                                 config.active, config.seed, x0)
+        if start is not None and dist.is_main:
+            write_json_atomic(run_dir / START_FILE, start)
         if config.init_from is None:
             fitness.calibrate(template)  # generation 0: frozen normalisation from the all-zero NAMM
         else:  # the starting parameters were fitted to their own frozen normalisation: keep it

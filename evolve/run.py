@@ -39,6 +39,21 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def check_lengths(config, source) -> None:
+    """Prompt lengths within the model's context (or the bound where it states none), before it loads."""
+    if config.fitness != "lm":
+        return
+    from core.errors import UserError
+    from eval.inputs import language_model, token_limit
+
+    limit, where = token_limit(language_model(f"{source}: field 'model'", config.model))
+    lengths = [(f"stages.{i}.prompt_length", s.prompt_length) for i, s in enumerate(config.stages)]
+    lengths.append(("calibration_length", config.calibration_length))
+    for field, value in lengths:
+        if value is not None and value > limit:
+            raise UserError(f"{source}: field {field!r} is {value}, more than {where}")
+
+
 def main(argv=None) -> int:
     """A user error (config, run folder, checkpoint) prints one line and returns 2."""
     return cli_main(_main, argv)
@@ -50,9 +65,13 @@ def _main(argv=None) -> int:
         print("error: --config is required (or --resume with --out of an existing run)", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else Path("runs") / "evolve" / Path(args.config).stem
+    from eval.inputs import output_folder
+
+    output_folder("--out", out)  # not a file, writable: before the config is read or anything is written
     config_path = Path(args.config) if args.config else out / "config.yaml"
     overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     config = load_config(config_path, overrides)
+    check_lengths(config, config_path)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     main_rank = env_rank() == 0  # rank 0 writes the folder, so it holds the lock

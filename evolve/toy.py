@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.namm import NAMM
-from evolve.fitness import Evaluation
+from evolve.evaluation import Evaluation
 
 
 class QuadraticFitness:

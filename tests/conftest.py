@@ -84,10 +84,13 @@ def fake_lm(monkeypatch):
     def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id, context_end=None, replay_prompt=None):
         calls.append((policy.name, ids.shape[1]))
         calls.policies.append(policy)
-        if hasattr(policy, "budget"):
+        if policy.name == "namm":
+            if policy.config.selection == "topk":
+                fraction = float(policy.budget.value)
+            else:
+                fraction = 0.5 if bool(policy.params.abs().sum() > 0) else 1.0
+        elif hasattr(policy, "budget"):
             fraction = float(policy.budget.value)
-        elif policy.name == "namm":
-            fraction = 0.5 if bool(policy.params.abs().sum() > 0) else 1.0
         else:
             fraction = 1.0
         return SimpleNamespace(tokens=[[1]], cache_fraction=fraction, fraction_at_update=fraction,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from evolve.config import ConfigError, parse_config
-from evolve.fitness import Evaluation
+from evolve.evaluation import Evaluation
 from evolve.loop import evolve
 from evolve.runlog import read_log
 

@@ -26,8 +26,8 @@ def test_presets_parse():
     heldout = {"kv_retrieval", "fewshot_classification", "phonebook"}
     assert heldout <= set(TASKS) and not heldout & {t for s in cpu.stages for t in s.tasks}
     assert NAMM.from_pretrained(cpu.init_from).n_params == NAMMConfig(**cpu.namm).bam.n_params
-    phase2 = load_config("configs/evolve_smollm2_cpu_phase2.yaml")  # continues phase 1's run folder
-    assert phase2.init_from == "runs/evolve/smollm2_cpu/latest" and phase2.target_cache < cpu.target_cache
+    phase2 = load_config("configs/evolve_smollm2_cpu_phase2.yaml")  # from phase 1's final mean, shipped
+    assert phase2.init_from.endswith("phase1/mean-gen11") and phase2.target_cache < cpu.target_cache
     assert phase2.target_weight > cpu.target_weight
     paper = load_config("configs/evolve_llama3_paper.yaml", ["data_dir=somewhere"])
     assert paper.popsize == 32 and paper.sigma0 == 0.065 and paper.elite_ratio == 0.5

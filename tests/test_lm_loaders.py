@@ -81,8 +81,22 @@ def test_infinitebench_prompts_and_answers(tmp_path):
 def test_choubun_prompt(tmp_path):
     _write(tmp_path / "wiki_qa.jsonl", [_lb_record(context="東京は日本の首都です。", input="日本の首都は？", answers=["東京"])])
     [sample] = load_choubun(tmp_path, "wiki_qa")
-    assert "### 文書 ###\n東京は日本の首都です。\n### 質問 ###\n日本の首都は？\n### 回答 ###\n" in sample.prompt
-    assert sample.max_new_tokens == 64
+    assert "【資料】\n東京は日本の首都です。\n\n【問い】\n日本の首都は？\n\n【答え】\n" in sample.prompt
+    assert sample.prompt.endswith("【答え】\n") and sample.max_new_tokens == 64
+
+
+def test_choubun_templates_are_the_projects_own():
+    """The templates are written by the project (the reference repository's carry no licence): each keeps
+    the data's slots and the benchmark's max new tokens, and none uses the reference's section markers."""
+    from eval.lm import choubun_config
+
+    prompts, maxlen = choubun_config.DATASET2PROMPT, choubun_config.DATASET2MAXLEN
+    assert set(prompts) == set(maxlen) == {"wiki_qa", "edinet_qa", "corp_sec_qa", "corp_sec_sum"}
+    assert maxlen == {"wiki_qa": 64, "edinet_qa": 64, "corp_sec_qa": 64, "corp_sec_sum": 128}
+    for task, template in prompts.items():
+        assert template.count("{context}") == 1 and template.count("{input}") == (task != "corp_sec_sum")
+        assert "###" not in template and "テキストスパン" not in template
+    assert "Source:" in choubun_config.__doc__ and "written for this project" in choubun_config.__doc__
 
 
 def test_errors_name_file_line_and_field(tmp_path):

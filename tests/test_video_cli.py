@@ -1,11 +1,15 @@
-"""`python -m eval.video` on the built-in benchmark with the shipped small model."""
+"""`python -m eval.video` on the built-in benchmark with the shipped small model (named explicitly: the CLI's
+default is the SmolLM2 LLaVA at 64 frames, answered in words)."""
 import json
 
+import pytest
 import torch
 
 from adapters.hf import attach
 from core.namm import NAMM, NAMMConfig
 from eval.video import mlvu
+
+TINY = ["--model", "llava-video-tiny", "--frames", "32"]  # the fast smoke-test model and its training frame count
 
 
 def test_zero_namm_answers_like_the_unmodified_small_model(tmp_path):
@@ -28,8 +32,8 @@ def test_short_run_writes_table_and_results(tmp_path, capsys):
 
     before = torch.get_num_threads()
     try:
-        assert main(["--policies", "full,h2o", "--limit", "2", "--n-test", "4", "--n-up", "16",
-                     "--out-dir", str(tmp_path)]) == 0
+        assert main([*TINY, "--answer-format", "letter", "--policies", "full,h2o", "--limit", "2", "--n-test", "4",
+                     "--n-up", "16", "--out-dir", str(tmp_path)]) == 0
     finally:
         torch.set_num_threads(before)
     table = capsys.readouterr().out
@@ -55,7 +59,7 @@ def test_matched_budgets_item_by_item_on_one_schedule(tmp_path, monkeypatch, cap
     monkeypatch.setattr(video, "attach", recording_attach)
     before = torch.get_num_threads()
     try:
-        assert video.main(["--policies", "h2o,namm,recency", "--budget", "matched", "--limit", "1", "--n-test", "4",
+        assert video.main([*TINY, "--answer-format", "letter", "--policies", "h2o,namm,recency", "--budget", "matched", "--limit", "1", "--n-test", "4",
                            "--ckpt", str(window_namm(window=20, n_up=32, at_prompt_end=True)), "--threads", "1",
                            "--out-dir", str(tmp_path)]) == 0
     finally:
@@ -92,9 +96,36 @@ def test_words_format_asks_without_options_and_is_recorded(tmp_path, capsys, mon
     asked = []
     real = VideoChat.reply
     monkeypatch.setattr(VideoChat, "reply", lambda self, frames, prompt, n: asked.append(prompt) or real(self, frames, prompt, n))
-    assert video.main(["--policies", "full", "--limit", "1", "--n-test", "4", "--answer-format", "words",
+    assert video.main([*TINY, "--policies", "full", "--limit", "1", "--n-test", "4", "--answer-format", "words",
                        "--out-dir", str(tmp_path)]) == 0
     assert asked and all(p.endswith(mlvu.WORDS_ANSWER_PREFIX) and "Options:" not in p for p in asked)
     assert "answer format: words" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["answer_format"] == "words" and results["policies"]["full"]["num"] == 4
+
+
+class _Parsed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("argv, answer_format", [
+    ([], "words"),
+    (["--benchmark", "longvideobench", "--data-dir", "."], "letter"),  # scored by its official letter rule only
+])
+def test_defaults_are_the_smollm2_llava_settings_that_separate_policies(monkeypatch, argv, answer_format):
+    """`python -m eval.video --ckpt DIR` runs the model that separates policies (the SmolLM2 LLaVA at 64 frames,
+    answered in words), not the tiny smoke-test model, which answers only first_last above chance."""
+    import eval.video.__main__ as video
+
+    seen = []
+
+    def record(args):
+        seen.append(args)
+        raise _Parsed
+
+    monkeypatch.setattr(video, "validate_args", record)
+    with pytest.raises(_Parsed):
+        video.main(argv)
+    args = seen[0]
+    assert args.model == str(video.REPO / "checkpoints" / "llava-video-smollm2")
+    assert (args.frames, args.answer_format) == (64, answer_format)

@@ -81,7 +81,8 @@ def test_longvideobench_run_writes_table_counts_missing(fixtures_dir, tmp_path, 
     before = torch.get_num_threads()
     try:
         assert main(["--benchmark", "longvideobench", "--data-dir", str(data), "--subtitles", "--limit", "2",
-                     "--frames", "8", "--policies", "full,h2o", "--n-up", "16", "--out-dir", str(tmp_path / "out")]) == 0
+                     "--frames", "8", "--model", "llava-video-tiny", "--policies", "full,h2o", "--n-up", "16",
+                     "--out-dir", str(tmp_path / "out")]) == 0
     finally:
         torch.set_num_threads(before)
     table = capsys.readouterr().out

@@ -26,6 +26,20 @@ def test_a_corrupt_video_counts_like_a_missing_one(tmp_path):
     assert "corrupt.mp4" in logged[0] and "cannot decode" in logged[0]
 
 
+def test_a_missing_video_is_wrong_in_its_task_cell_and_in_m_avg(tmp_path):
+    """MLVU: the table's task cell and M-Avg agree; the missing videos are named per task under it."""
+    rows = run_mlvu([_item(tmp_path / "absent.mp4")], lambda frames, item: "A", 4)
+    answered = mlvu.MLVUItem(task="order", index=0, video="w.mp4", question="Which first?", candidates=["a", "b"],
+                             answer_text="a", answer="A", video_file=tmp_path / "w.mp4", duration=None, record={})
+    rows.append(mlvu.score(answered, "A)"))
+    summary = {**mlvu.summarize(rows), "cache_fraction": 1.0, "seconds_per_item": 0.0, "decode_frames_per_second": 0.0}
+    table = video.format_table({"benchmark": "mlvu", "schedule": {"description": "schedule"}, "budget_mode": "fixed",
+                                "chance": {"count": 0.5, "order": 0.5}, "policies": {"full": summary}})
+    cells = next(line for line in table.splitlines() if line.startswith("full")).split()
+    assert cells[1:4] == ["0.0", "100.0", "50.0"]  # count, order, M-Avg over both tasks
+    assert table.splitlines()[-1] == "full: missing or unreadable videos, counted wrong: count 1 of 1"
+
+
 def test_a_failing_policy_loses_none_of_the_earlier_ones(tmp_path, monkeypatch):
     calls = []
 

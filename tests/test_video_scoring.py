@@ -1,6 +1,8 @@
 """Answer extraction and scoring follow the official LongVideoBench and MLVU rules."""
 import random
 
+import pytest
+
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
 from eval.video.choices import lvb_extract, mlvu_extract, mlvu_is_correct
@@ -45,9 +47,21 @@ def test_mlvu_m_avg_is_the_mean_of_task_accuracies():
             _mlvu_row("b", "C)"), _mlvu_row("b", None, missing=True)]
     s = mlvu.summarize(rows)
     assert s["per_task"]["a"]["acc"] == 0.75
-    assert s["per_task"]["b"] == {"num": 2, "num_missing": 1, "acc": 0.0, "correct": [False]}  # answered items only
+    assert s["per_task"]["b"] == {"num": 2, "num_missing": 1, "acc": 0.0, "correct": [False, False],  # missing: wrong
+                                  "acc_answered": 0.0}
     assert s["m_avg"] == (0.75 + 0.0) / 2
     assert s["num_missing"] == 1
+
+
+def test_a_task_whose_videos_are_all_missing_is_wrong_in_its_cell_and_in_m_avg():
+    rows = [_mlvu_row("a", "A)"), _mlvu_row("a", "A)"), _mlvu_row("b", None, missing=True),
+            _mlvu_row("b", None, missing=True), _mlvu_row("c", "A)"), _mlvu_row("c", None, missing=True)]
+    s = mlvu.summarize(rows)
+    assert [s["per_task"][t]["acc"] for t in "abc"] == [1.0, 0.0, 0.5]
+    assert s["m_avg"] == pytest.approx((1.0 + 0.0 + 0.5) / 3)  # every task, the cells' mean
+    assert s["per_task"]["c"]["acc_answered"] == 1.0 and s["per_task"]["b"]["acc_answered"] is None
+    assert "acc_answered" not in s["per_task"]["a"]
+    assert mlvu.missing_note({"full": s}) == ["full: missing or unreadable videos, counted wrong: b 2 of 2, c 1 of 2"]
 
 
 def test_lvb_summary_groups_and_counts_missing():

@@ -65,7 +65,7 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
             if replays:
                 from adapters.hf.kvzip import reconstruct
 
-                replay_seconds = reconstruct(model, session, cache, input_ids[:, :context_end], replay_prompt)
+                replay_seconds = reconstruct(model, session, cache, input_ids[:, :context_end], replay_prompt, _forward)
             session.compression_done = True
             cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
         prefilled = time.perf_counter()

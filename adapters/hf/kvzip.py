@@ -67,11 +67,11 @@ def chunk_inputs(context_ids: torch.Tensor, prompt: ReplayPrompt, chunk_size: in
 
 
 @torch.no_grad()
-def reconstruct(model, session, cache, context_ids: torch.Tensor, prompt: ReplayPrompt) -> float:
+def reconstruct(model, session, cache, context_ids: torch.Tensor, prompt: ReplayPrompt, forward) -> float:
     """Run the reconstruction forwards over the context held by `cache` (inside `attach`), then the policy's
-    update on every managed layer. Returns the seconds taken (the extra cost of the policy)."""
+    update on every managed layer. `forward(model, ids, cache, start)`: the driver's forward at explicit
+    positions (adapters.hf.generation's). Returns the seconds taken (the extra cost of the policy)."""
     from adapters.hf.attention import run_update
-    from adapters.hf.generation import _forward
 
     policy = session.policy
     if len(session.managed) != session.num_layers:
@@ -85,7 +85,7 @@ def reconstruct(model, session, cache, context_ids: torch.Tensor, prompt: Replay
     for start, end, ids in chunk_inputs(context_ids, prompt, policy.chunk_size, policy.prev_postfix_size):
         session.replay = ReplayChunk(start, end, policy.n_sink)
         try:
-            _forward(model, ids, cache, n)
+            forward(model, ids, cache, n)
         finally:
             session.replay = None
             for m in cache.memories():  # the reconstruction tokens leave the cache

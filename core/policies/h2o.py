@@ -1,6 +1,7 @@
+from core import signals
 from core.policies.base import BudgetPolicy, protect_last
 
-STATE = "h2o_accumulated"
+STATE = signals.ACCUMULATED
 
 
 class H2O(BudgetPolicy):
@@ -15,10 +16,10 @@ class H2O(BudgetPolicy):
         self.recent_ratio = float(recent_ratio)
 
     def observe(self, mem, probs, rows_left):
-        if STATE not in mem.state:
-            mem.state[STATE] = probs.new_zeros(probs.shape[0], probs.shape[1], mem.observed)
-        mem.state[STATE][..., : probs.shape[-1]] += probs.sum(dim=2)
+        signals.observe_accumulated(mem, probs)
+
+    def recent_window(self, mem) -> int:
+        return int(self.budget.tokens(mem.processed) * self.recent_ratio)
 
     def scores(self, mem):
-        n_recent = int(self.budget.tokens(mem.processed) * self.recent_ratio)
-        return protect_last(mem.state[STATE], n_recent)
+        return protect_last(mem.state[STATE], self.recent_window(mem))

@@ -1,3 +1,4 @@
+from core import signals
 from core.policies.base import BudgetPolicy
 
 
@@ -7,4 +8,4 @@ class L2Norm(BudgetPolicy):
     name = "l2"
 
     def scores(self, mem):
-        return -mem.observed_keys().float().norm(dim=-1)
+        return signals.negative_key_norm(mem)

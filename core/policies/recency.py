@@ -1,5 +1,6 @@
 import torch
 
+from core import signals
 from core.policies.base import BudgetPolicy
 
 
@@ -13,6 +14,5 @@ class Recency(BudgetPolicy):
         self.n_sink = int(n_sink)
 
     def scores(self, mem):
-        positions = mem.observed_positions().float()
-        sinks = positions < self.n_sink
-        return torch.where(sinks, torch.finfo(torch.float32).max, positions)
+        sinks = signals.sink_flag(mem, self.n_sink).bool()
+        return torch.where(sinks, torch.finfo(torch.float32).max, signals.positions(mem))

@@ -1,8 +1,7 @@
-import torch.nn.functional as F
-
+from core import signals
 from core.policies.base import BudgetPolicy, protect_last
 
-STATE = "snapkv_window_attention"
+STATE = signals.WINDOW
 
 
 class SnapKV(BudgetPolicy):
@@ -22,23 +21,10 @@ class SnapKV(BudgetPolicy):
         self.window, self.kernel = int(window), int(kernel)
 
     def observe(self, mem, probs, rows_left):
-        if STATE not in mem.state:
-            mem.state[STATE] = probs.new_zeros(probs.shape[0], probs.shape[1], mem.observed)
-        rows = probs.shape[2]
-        first_in_window = max(0, rows + rows_left - self.window)
-        if first_in_window < rows:
-            mem.state[STATE][..., : probs.shape[-1]] += probs[:, :, first_in_window:].sum(dim=2)
+        signals.observe_window(mem, probs, rows_left, self.window)
 
     def scores(self, mem):
-        observed = mem.state[STATE]
-        b, h, p = observed.shape
-        before = p - self.window
-        pooled = observed.clone()
-        if before > 0:
-            pooled[..., :before] = F.avg_pool1d(observed[..., :before].reshape(b * h, 1, before), self.kernel,
-                                                stride=1, padding=self.kernel // 2).view(b, h, before)
-        return protect_last(pooled, self.window)
+        return protect_last(signals.pooled_window(mem, self.window, self.kernel), self.window)
 
     def after_update(self, mem):
-        if STATE in mem.state:
-            mem.state[STATE].zero_()  # the next update looks at its own window
+        signals.reset_window(mem)

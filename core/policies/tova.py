@@ -1,6 +1,7 @@
+from core import signals
 from core.policies.base import BudgetPolicy
 
-STATE = "tova_last_row"
+STATE = signals.LAST_ROW
 
 
 class TOVA(BudgetPolicy):
@@ -12,9 +13,7 @@ class TOVA(BudgetPolicy):
     observes = True
 
     def observe(self, mem, probs, rows_left):
-        last = probs.new_zeros(probs.shape[0], probs.shape[1], mem.observed)
-        last[..., : probs.shape[-1]] = probs[:, :, -1, :]
-        mem.state[STATE] = last
+        signals.observe_last_row(mem, probs)
 
     def scores(self, mem):
         # probs arrive averaged within each GQA group of equal size: their mean over KV heads is the

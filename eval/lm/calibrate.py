@@ -80,13 +80,31 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def validate(args) -> tuple[list[int], list[str]]:
+    """Every argument, before the model loads: (lengths, tasks)."""
+    from eval import inputs
+    from eval.lm.checks import at_least, name_list
+
+    tasks = name_list("--tasks", args.tasks, bt.TASKS) if args.tasks else list(bt.TASKS)
+    at_least("--n", args.n, 1)
+    at_least("--seed", args.seed, 0)
+    at_least("--threads", args.threads, 1)
+    limit, where = inputs.token_limit(inputs.language_model("--model", args.model))
+    answer = max(bt.MAX_NEW_TOKENS[t] for t in tasks)
+    lengths = inputs.int_list("--lengths", args.lengths, 64, limit - answer,
+                              f"a prompt and its {answer}-token answer must fit {where}")
+    inputs.items_fit_in_memory("--n", args.n, max(lengths), len(tasks))
+    if args.out:
+        inputs.output_file("--out", args.out)
+    return lengths, tasks
+
+
 def run(args) -> int:
     from adapters.loading import load_model
 
+    lengths, tasks = validate(args)
     torch.set_num_threads(args.threads)
     model, tokenizer = load_model(args.model)
-    lengths = [int(x) for x in args.lengths.split(",")]
-    tasks = args.tasks.split(",") if args.tasks else list(bt.TASKS)
     formats = {"default": None, "plain": [False], "chat": [True], "both": [False, True]}[args.formats]  # None: per task
     rows = []
     started = time.time()

@@ -1,13 +1,24 @@
 """ChouBun (Japanese long-context benchmark) task configuration: prompts and max new tokens.
 
-The strings are the published ChouBun prompts (SakanaAI/evo-memory, ChouBun/config), verbatim.
+Source: the prompt templates below were written for this project (Japanese instructions of our own wording;
+the ChouBun data is Apache-2.0, the reference repository's own templates carry no licence and are not used);
+the max new tokens per task are the benchmark's settings (64 for question answering, 128 for summaries).
+Results made with the earlier templates, the reference's text, are not comparable: `TEMPLATES_VERSION` is
+part of every stored ChouBun prediction's settings, so a resumed run never reuses such rows.
 """
 
+TEMPLATES_VERSION = "namm-x-1"  # change whenever a template's text changes
+
+_QA = ("次の資料を読み、そのあとの問いに答えなさい。答えは資料の中の語句をそのまま抜き出し、"
+       "余計な説明を付けずに書くこと。\n\n【資料】\n{context}\n\n【問い】\n{input}\n\n【答え】\n")
+_SUMMARY = ("次の資料の要点をまとめなさい。資料全体を通した主張や傾向、そこから読み取れることが分かるように、"
+            "短く簡潔に書くこと。\n\n【資料】\n{context}\n\n【要約】\n")
+
 DATASET2PROMPT = {
-    'wiki_qa': '以下の文書を注意深く読み、続く質問に答えてください。回答は必ず文書内の連続した文字列（テキストスパン）から抽出してください。\n### 文書 ###\n{context}\n### 質問 ###\n{input}\n### 回答 ###\n',
-    'edinet_qa': '以下の文書を注意深く読み、続く質問に答えてください。回答は必ず文書内の連続した文字列（テキストスパン）から抽出してください。\n### 文書 ###\n{context}\n### 質問 ###\n{input}\n### 回答 ###\n',
-    'corp_sec_qa': '以下の文書を注意深く読み、続く質問に答えてください。回答は必ず文書内の連続した文字列（テキストスパン）から抽出してください。### 文書 ###\n{context}\n### 質問 ###\n{input}\n### 回答 ###\n',
-    'corp_sec_sum': '以下の文書を要約してください。要約は短く簡潔にしてください。また、文書の全体的な考え方、傾向、洞察を反映させてください。\n### 文書 ###\n{context}\n### 要約 ###\n',
+    'wiki_qa': _QA,
+    'edinet_qa': _QA,
+    'corp_sec_qa': _QA,
+    'corp_sec_sum': _SUMMARY,
 }
 
 DATASET2MAXLEN = {

@@ -40,3 +40,15 @@ def read_jsonl(path: Path, required: Sequence[str] = ()) -> Iterator[tuple[int, 
 def expect_type(path: Path, number: int, record: dict, field: str, types, what: str) -> None:
     if not isinstance(record[field], types):
         raise DataError(f"{path}:{number}: field '{field}' must be {what}, got {type(record[field]).__name__}")
+
+
+def expect_str_list(path: Path, number: int, record: dict, field: str, optional: bool = False) -> None:
+    """`field` is a list of strings (or, when `optional`, also null or absent)."""
+    value = record.get(field)
+    if optional and value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        shown = type(value).__name__ if not isinstance(value, list) else \
+            f"a list holding {type(next(v for v in value if not isinstance(v, str))).__name__}"
+        raise DataError(f"{path}:{number}: field '{field}' must be a list of strings"
+                        f"{' or null' if optional else ''}, got {shown}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.lm import choubun_config, infinitebench_config, longbench_config
-from eval.lm.jsonl import DataError, expect_type, read_jsonl
+from eval.lm.jsonl import DataError, expect_str_list, expect_type, read_jsonl
 from eval.lm.truncation import middle_truncate
 
 LONGBENCH_FIELDS = ("input", "context", "answers", "length", "dataset", "language", "all_classes", "_id")
@@ -57,9 +57,13 @@ def _load_longbench_schema(benchmark, data_dir, task, prompts, maxlen, tokenizer
     path = _task_file(data_dir, task)
     samples = []
     for number, record in read_jsonl(path, LONGBENCH_FIELDS):
-        expect_type(path, number, record, "answers", list, "a list of strings")
+        expect_str_list(path, number, record, "answers")
+        expect_str_list(path, number, record, "all_classes", optional=True)
         expect_type(path, number, record, "context", str, "a string")
         expect_type(path, number, record, "input", str, "a string")
+        expect_type(path, number, record, "_id", (str, int), "a string or a number")
+        if record["length"] is not None:
+            expect_type(path, number, record, "length", int, "a whole number")
         prompt = prompts[task].format(**record)
         samples.append(Sample(
             benchmark, task, record["_id"], _truncate(prompt, tokenizer, max_length, joint=False),

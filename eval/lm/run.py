@@ -1,5 +1,5 @@
 """`python -m eval.lm run`: every memory policy on every task, resumable, with a table, a results
-JSON and a plot of score against cache fraction.
+JSON and a forest plot (a row per policy: normalised score with its interval, cache fraction beside).
 
 Predictions go to OUT/preds/<policy>/<task>.jsonl one line per item as it finishes, so a killed
 run continues where it stopped. With `--budget matched` the NAMM runs first and each baseline gets, on
@@ -18,17 +18,28 @@ from typing import Callable
 import torch
 from tqdm import tqdm
 
-from adapters.hf import greedy_generate
-from adapters.hf.kvzip import replay_prompt
-from core.errors import UserError
-from adapters.loading import load_model
 from core.policies import Schedule
 from eval import policy_setup
 from eval.lm import builtin_tasks, checks
 from eval.lm.bootstrap import normalised_interval
-from eval.plots import score_vs_cache
+from eval.plots import ForestRow, forest
 from core.atomic import remove_stale_temporaries, write_json_atomic
-from eval.lm.resume_key import checkpoint_sha256, prediction_settings, read_predictions
+from core.errors import UserError
+from core.lock import FolderLock
+from eval import inputs
+from eval.lm.resume_key import checkpoint_sha256, item_sha256, prediction_settings, read_predictions
+
+
+def load_model(name: str):
+    """adapters.loading's, imported when a model is needed (transformers takes seconds to import: a bad
+    argument is refused before that)."""
+    from adapters.loading import load_model as load
+    return load(name)
+
+
+def greedy_generate(*args, **kwargs):
+    from adapters.hf import greedy_generate as generate
+    return generate(*args, **kwargs)
 
 
 @dataclass
@@ -38,6 +49,7 @@ class EvalItem:
     text: str
     max_new_tokens: int
     question_char: int | None = None  # where the uncompressed question starts in `text` (query-agnostic)
+    answers: object = None  # the gold answers: with the text, what a stored prediction must have answered
 
 
 @dataclass
@@ -59,7 +71,7 @@ def builtin_taskset(tasks, n, length, seed, tokenizer) -> TaskSet:
             originals[key] = item
             text = builtin_tasks.render(item, tokenizer)
             items.append(EvalItem(key, task, text, builtin_tasks.MAX_NEW_TOKENS[task],
-                                  builtin_tasks.question_offset(item, text)))
+                                  builtin_tasks.question_offset(item, text), list(item.answers)))
 
     def score(task, task_items, predictions):
         return 100 * sum(builtin_tasks.score_item(originals[it.id], p)
@@ -79,7 +91,8 @@ def benchmark_taskset(benchmark, data_dir, tasks, tokenizer, max_length, limit) 
         for sample in LOADERS[benchmark](data_dir, task, tokenizer=tokenizer, max_length=max_length, limit=limit):
             key = f"{task}-{sample.id}"
             samples[key] = sample
-            items.append(EvalItem(key, task, sample.prompt, sample.max_new_tokens))
+            items.append(EvalItem(key, task, sample.prompt, sample.max_new_tokens,
+                                  answers=[sample.answers, sample.all_classes]))
 
     def score(task, task_items, predictions):
         answers = [samples[it.id].answers for it in task_items]
@@ -104,17 +117,48 @@ def question_token(tokenizer, item: EvalItem) -> int:
 DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=True)  # where no NAMM checkpoint or option sets it
 
 
-def run_policies(args) -> dict:
-    policies = checks.validate_run_args(args)  # every argument, before the model loads
+def validate(args) -> policy_setup.PolicySetup:
+    """Every input of a run, before the model loads: arguments (numbers within the model's context and
+    this machine's memory), the model folder, the benchmark's data files, the output folder and the
+    predictions already stored there. Returns the policies' setup."""
+    policies = checks.validate_run_args(args)
     setup = policy_setup.resolve(args, policies, DEFAULT_SCHEDULE)
+    limit, where = inputs.token_limit(inputs.language_model("--model", args.model))
+    tasks = args.tasks.split(",")
+    if args.benchmark == "builtin":
+        answer = max(builtin_tasks.MAX_NEW_TOKENS[t] for t in tasks)
+        if args.length + answer > limit:
+            raise UserError(f"--length {args.length}: prompts of {args.length} tokens with their answer ({answer} "
+                            f"tokens) do not fit {where}; pass a smaller --length")
+        inputs.items_fit_in_memory("--n", args.n, args.length, len(tasks))
+    else:
+        inputs.at_most("--max-length", args.max_length, limit, where)
+        from eval.lm.loaders import LOADERS
+
+        for task in tasks:  # every record's fields, before anything runs (prompts are cut once the model loads)
+            LOADERS[args.benchmark](Path(args.data_dir), task, limit=args.n)
+    out = inputs.output_folder("--out-dir", args.out_dir)
+    for path in sorted((out / "preds").glob("*/*.jsonl")) if (out / "preds").is_dir() else ():
+        read_predictions(path, lambda _id: None, repair=False)  # each stored row's fields and types; no write
+    return setup
+
+
+def load_language_model(name: str):
+    try:
+        return load_model(name)
+    except (OSError, ValueError) as err:  # a hub name that cannot be fetched, a folder the loader refuses
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"--model {name}: cannot load: {first}") from None
+
+
+def run_policies(args, setup: policy_setup.PolicySetup | None = None) -> dict:
+    setup = setup or validate(args)  # every input, before the model loads
     torch.set_num_threads(args.threads)
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_language_model(args.model)
     tasks = args.tasks.split(",")
     if args.benchmark == "builtin":
         taskset = builtin_taskset(tasks, args.n, args.length, args.seed, tokenizer)
     else:
-        if not args.data_dir:
-            raise SystemExit(f"--benchmark {args.benchmark} needs --data-dir with the official files")
         taskset = benchmark_taskset(args.benchmark, Path(args.data_dir), tasks, tokenizer, args.max_length, args.n)
     checks.check_prompt_lengths(taskset.items, tokenizer, model, args.benchmark)
     out = Path(args.out_dir)
@@ -139,8 +183,8 @@ def run_policies(args) -> dict:
         for task in tasks:
             task_items = [it for it in taskset.items if it.task == task]
             budgets = {it.id: item_budget(setup, name, namm_rows.get(it.id)) for it in task_items}
-            settings = {it.id: prediction_settings(args, name, budgets[it.id], ckpt_sha256, setup.schedule)
-                        for it in task_items}
+            settings = {it.id: {**prediction_settings(args, name, budgets[it.id], ckpt_sha256, setup.schedule),
+                                "item_sha256": item_sha256(it.text, it.answers)} for it in task_items}
             path = out / "preds" / name / f"{task}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             done = read_predictions(path, settings.get)
@@ -152,6 +196,8 @@ def run_policies(args) -> dict:
                         policy = setup.build(name, budgets[item.id])
                         replay = {}
                         if getattr(policy, "replays_context", False):  # kvzip (query-agnostic only: checks)
+                            from adapters.hf.kvzip import replay_prompt
+
                             replay = {"replay_prompt": replay_prompt(tokenizer)}
                         started = time.perf_counter()
                         gen = greedy_generate(model, ids, policy, max_new_tokens=item.max_new_tokens,
@@ -188,9 +234,12 @@ def run_policies(args) -> dict:
 
 
 def item_budget(setup, name: str, namm_row: dict | None) -> float | None:
-    """The budget a policy gets on one item: None for the NAMM and the full cache, else the run's fixed
-    budget, or (matched) the NAMM's fraction right after its last update on this item."""
-    if name in ("namm", "full"):
+    """The budget a policy gets on one item: None for the full cache and a threshold NAMM (a top-k NAMM:
+    the run's), else the run's fixed budget, or (matched) the NAMM's fraction right after its last update
+    on this item."""
+    if name == "namm":
+        return setup.namm_budget
+    if name == "full":
         return None
     if not setup.matched:
         return setup.budget
@@ -278,12 +327,18 @@ def format_table(results: dict) -> str:
 
 
 def plot(results: dict, path: Path) -> None:
+    """A forest: a row per policy, its normalised score with the paired 95% interval (the mean score where
+    no full cache ran), its mean cache fraction written beside."""
     has_norm = any(s["normalised_score"] is not None for s in results["summary"].values())
-    points = {name: (s["cache_fraction"], s["normalised_score"] if has_norm else s["mean_score"], None)
-              for name, s in results["summary"].items()}
-    score_vs_cache(points, "normalised score (vs full cache)" if has_norm else "mean score",
-                   f"{results['model']} on {results['benchmark']}: {', '.join(results['tasks'])}", path,
-                   xlabel="mean cache fraction (kept / processed tokens)")
+    rows = []
+    for name, s in results["summary"].items():
+        budgets = [v["budget"] for v in results["policies"][name].values() if v.get("budget") is not None]
+        ci = s.get("normalised_ci95") if has_norm else None
+        rows.append(ForestRow(name, s["normalised_score"] if has_norm else s["mean_score"], tuple(ci) if ci else None,
+                              s["cache_fraction"], sum(budgets) / len(budgets) if budgets else None))
+    forest(rows, "score / full cache's on the same items (95% paired interval)" if has_norm else "mean score",
+           f"{results['model']} on {results['benchmark']}: {', '.join(results['tasks'])}", path,
+           reference=1.0 if has_norm else None)
 
 
 def add_arguments(parser) -> None:
@@ -306,11 +361,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    remove_stale_temporaries(args.out_dir)  # of killed runs only: each names its writer's pid
-    results = run_policies(args)
+    setup = validate(args)
     out = Path(args.out_dir)
-    write_json_atomic(out / "results.json", results)
-    plot(results, out / "score_vs_cache.png")
+    with FolderLock(out, "eval.lm output folder"):  # one writer at a time, as evolve.run's run folders
+        remove_stale_temporaries(out)  # of killed runs only: each names its writer's pid
+        results = run_policies(args, setup)
+        write_json_atomic(out / "results.json", results)
+        plot(results, out / "score_vs_cache.png")
     print(format_table(results))
     print(f"\nwrote {out / 'results.json'} and {out / 'score_vs_cache.png'}")
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eval.lm import choubun_metrics, infinitebench_metrics, longbench_metrics
 from core.atomic import write_json_atomic
-from eval.lm.jsonl import DataError, expect_type, read_jsonl
+from eval.lm.jsonl import DataError, expect_str_list, expect_type, read_jsonl
 
 
 def _longbench_task_files(pred_dir: Path, tasks) -> dict[str, Path]:
@@ -50,7 +50,8 @@ def score_longbench_dir(pred_dir: Path, benchmark: str = "longbench", tasks=None
         predictions, answers, all_classes = [], [], None
         for number, record in read_jsonl(path, ("pred", "answers")):
             expect_type(path, number, record, "pred", str, "a string")
-            expect_type(path, number, record, "answers", list, "a list of strings")
+            expect_str_list(path, number, record, "answers")
+            expect_str_list(path, number, record, "all_classes", optional=True)
             predictions.append(record["pred"])
             answers.append(record["answers"])
             all_classes = record.get("all_classes")  # the official eval.py keeps the last line's classes
@@ -134,6 +135,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from eval.inputs import output_file
+
+    output_file("--out", args.out)  # before any file is read
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
     scores = score_dir(args.benchmark, args.pred_dir, args.model_name, tasks)  # a DataError: one line, status 2
     missing = [] if tasks is not None else [t for t in all_tasks(args.benchmark) if t not in scores]

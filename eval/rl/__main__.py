@@ -23,28 +23,43 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from adapters.decision_transformer import EpisodeActor
-from adapters.hf import attach
 from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, cli_main
-from eval import policy_setup
+from core.lock import FolderLock
+from eval import inputs, policy_setup
 from eval.lm.checks import at_least, name_list, policy_names, refuse_replaying
 from eval.lm.resume_key import checkpoint_sha256
-from eval.policy_results import PolicyResults, file_sha256
-from eval.rl.dt_model import load_dt
-from eval.rl.envs import canonical_env
-from eval.plots import score_vs_cache
-from eval.rl.rollout import concatenate, evaluate, window_action
+from eval.policy_results import NUMBER, OPTIONAL_NUMBER, PolicyResults, file_sha256
+from eval.rl.envs import MAX_EPISODE_STEPS, canonical_env
+from eval.plots import ForestRow, forest
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=False)  # where no NAMM checkpoint or option sets it
+MAX_BATCH = 1024
+# What a stored protocol result must hold (a rerun reads these; see eval.policy_results)
+RESULT_FIELDS = {"return_mean": NUMBER, "return_std": NUMBER, "score_mean": NUMBER, "score_std": NUMBER,
+                 "cache_fraction": OPTIONAL_NUMBER, "steps_per_second": NUMBER}
 PROMPT_END_NOTE = "each step's forward ends a prompt here, so 'at prompt end' means after every environment step"
+
+
+def attach(*args, **kwargs):
+    """adapters.hf's, imported when a policy runs (transformers takes seconds to import: a bad argument is
+    refused before that)."""
+    from adapters.hf import attach as real
+    return real(*args, **kwargs)
+
+
+def load_dt(*args, **kwargs):
+    from eval.rl.dt_model import load_dt as real
+    return real(*args, **kwargs)
 
 
 def run_protocol(bundle, name, args, setup, budgets=None):
     """(result, each episode's cache fraction at its end, and right after its last update). `budgets`: one
     per episode, each episode then run on its own; else the run's budget."""
+    from eval.rl.rollout import concatenate, evaluate, window_action
+
     common = dict(episodes=args.episodes, batch_size=args.batch, seed=args.seed, max_steps=args.max_steps)
     if name == "window":
         result = evaluate(bundle, act_fn=window_action, **common)
@@ -61,6 +76,9 @@ def run_protocol(bundle, name, args, setup, budgets=None):
 
 
 def _episode_cache(bundle, policy, common):
+    from adapters.decision_transformer import EpisodeActor
+    from eval.rl.rollout import evaluate
+
     with attach(bundle.model, policy) as session:
         actor = EpisodeActor(session)
         result = evaluate(bundle, act_fn=actor, **common)
@@ -80,7 +98,17 @@ def protocol_budgets(setup, name: str, rows: dict) -> list[float] | None:
     """Matched: each episode's budget, the NAMM's fraction right after its last update in that episode."""
     if not setup.matched or name in ("window", "full", "namm"):
         return None
-    return [policy_setup.matched_budget(f) for f in rows["namm"]["fractions_at_update"]]
+    fractions = rows["namm"].get("fractions_at_update")
+    if not isinstance(fractions, list) or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                                  for f in fractions) or len(fractions) != _episode_count(rows):
+        raise UserError("--budget matched: the stored namm result has no usable 'fractions_at_update' (one number "
+                        "per episode); delete its file under policies/ to recompute it")
+    return [policy_setup.matched_budget(f) for f in fractions]
+
+
+def _episode_count(rows: dict) -> int:
+    returns = rows["namm"].get("returns")
+    return len(returns) if isinstance(returns, list) else -1
 
 
 def format_table(rows: dict, header: str = "") -> str:
@@ -95,13 +123,16 @@ def format_table(rows: dict, header: str = "") -> str:
 
 
 def plot(rows: dict, title: str, path: Path) -> None:
-    points = {name: (r["cache_fraction"], r["score_mean"], r["score_std"]) for name, r in rows.items()}
-    score_vs_cache(points, "D4RL normalised score", title, path,
-                   xlabel="cache fraction at episode end (kept / processed tokens)")
+    """A forest: a row per protocol, its mean D4RL score with +-1 s.d. over episodes, its cache fraction at
+    episode end beside."""
+    forest([ForestRow(name, r["score_mean"], (r["score_mean"] - r["score_std"], r["score_mean"] + r["score_std"]),
+                      r["cache_fraction"], r.get("budget")) for name, r in rows.items()],
+           "D4RL normalised score (mean, +-1 s.d. over episodes)", title, path,
+           reference=rows["full"]["score_mean"] if "full" in rows else None)
 
 
 def protocol_settings(args, name: str, env: str, dt_path: Path, ckpt_sha256: str | None, schedule,
-                      budgets=None) -> dict:
+                      budgets=None, namm_budget: float | None = None) -> dict:
     """Everything that changes one protocol's result."""
     dt_files = sorted(p for p in dt_path.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".bin"))
     settings = {"env": env, "dt_sha256": file_sha256(*dt_files), "protocol": name, "episodes": args.episodes,
@@ -110,7 +141,7 @@ def protocol_settings(args, name: str, env: str, dt_path: Path, ckpt_sha256: str
     if name not in ("window", "full"):
         settings.update(n_up=schedule.n_up, update_at_prompt_end=schedule.at_prompt_end)
     if name == "namm":
-        settings["ckpt_sha256"] = ckpt_sha256
+        settings.update(policy_setup.namm_settings(ckpt_sha256, namm_budget))
     elif budgets is not None:
         settings["budgets"] = budgets
     elif name not in ("window", "full"):
@@ -131,10 +162,15 @@ def validate_args(args) -> tuple[str, Path, policy_setup.PolicySetup]:
         at_least(option, value, 1)
     at_least("--seed", args.seed, 0)
     setup = policy_setup.resolve(args, names, DEFAULT_SCHEDULE, unit="episode")
+    inputs.at_most("--batch", args.batch, MAX_BATCH, "environments stepped together, each a MuJoCo simulation")
     dt_path = Path(args.dt) if args.dt else REPO / "checkpoints" / f"dt-{env}"
     if not dt_path.is_dir():
         raise UserError(f"--dt: no Decision Transformer at {dt_path}; train one with `python -m zoo.dt.train "
                         f"--env {env}` or pass --dt")
+    inputs.decision_transformer("--dt", dt_path, env)
+    inputs.at_most("--max-steps", args.max_steps, MAX_EPISODE_STEPS, "the environments end every episode there")
+    out = inputs.output_folder("--out-dir", args.out_dir or f"runs/rl/{env}")
+    PolicyResults(out, RESULT_FIELDS).check_all()  # results of earlier runs that this one may reuse
     return env, dt_path, setup
 
 
@@ -143,7 +179,7 @@ def main(argv=None) -> int:
     return cli_main(_main, argv)
 
 
-def _main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.rl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="hopper")
@@ -156,14 +192,24 @@ def _main(argv=None) -> int:
     parser.add_argument("--max-steps", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default=None, help="default: runs/rl/<env>")
+    return parser
+
+
+def _main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    env, dt_path, setup = validate_args(args)
+    env, dt_path, setup = validate_args(args)  # every input, before the DT loads or anything is written
+    out = Path(args.out_dir or f"runs/rl/{env}")
+    with FolderLock(out, "eval.rl output folder"):  # one writer at a time, as evolve.run's run folders
+        return _run(args, env, dt_path, setup, out)
+
+
+def _run(args, env: str, dt_path: Path, setup, out: Path) -> int:
     names = setup.names
     torch.set_num_threads(args.threads)
-    out = Path(args.out_dir or f"runs/rl/{env}")
     remove_stale_temporaries(out)
     bundle = load_dt(dt_path, env=env)
-    stored = PolicyResults(out)
+    stored = PolicyResults(out, RESULT_FIELDS)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None
     rows = {}
     results = {"env": env, "dt": str(dt_path.name), **setup.as_json(), "ckpt_sha256": ckpt_sha256,
@@ -172,7 +218,8 @@ def _main(argv=None) -> int:
         results["schedule"]["note"] = PROMPT_END_NOTE
     for name in tqdm(names, desc="eval.rl", unit="protocol"):
         budgets = protocol_budgets(setup, name, rows)
-        settings = protocol_settings(args, name, env, dt_path, ckpt_sha256, setup.schedule, budgets)
+        settings = protocol_settings(args, name, env, dt_path, ckpt_sha256, setup.schedule, budgets,
+                                     setup.namm_budget)
         rows[name] = stored.load(name, settings)
         if rows[name] is None:  # not done before with these settings
             result, fractions, at_update = run_protocol(bundle, name, args, setup, budgets)
@@ -181,6 +228,8 @@ def _main(argv=None) -> int:
                 rows[name].update(budget=float(np.mean(budgets)), budgets=budgets)
             elif name not in ("window", "full", "namm"):
                 rows[name]["budget"] = setup.budget
+            elif name == "namm" and setup.namm_budget is not None:
+                rows[name]["budget"] = setup.namm_budget
             stored.save(name, settings, rows[name])
         results["pending"] = names[len(rows):]
         write_json_atomic(out / "results.json", results)  # what is done so far, after every protocol

@@ -2,8 +2,8 @@
 never saw, on two control tasks and on video, each against every baseline at the NAMM's own cache
 fraction (`--budget matched` in every CLI), in one report.
 
-Writes OUT/report.md (a table per evaluation), OUT/report.json, OUT/transfer.png (normalised score
-against cache fraction, a panel per evaluation) and OUT/kept.png (the NAMM's kept fraction per layer
+Writes OUT/report.md (a table per evaluation), OUT/report.json, OUT/transfer.png (a forest per
+evaluation: normalised score with its interval per policy, cache fraction beside) and OUT/kept.png (the NAMM's kept fraction per layer
 and the age of the tokens it keeps, per modality). Each evaluation is the CLI a user would run (its
 command is in the report) with its own folder under OUT, so a rerun reuses what is done.
 """
@@ -84,6 +84,20 @@ def plan(args) -> list[Step]:
     return steps
 
 
+def check_step(step: Step) -> None:
+    """Every input of one evaluation, as its CLI checks them before its model loads (nothing is written)."""
+    if step.module == "eval.lm":
+        from eval.lm.__main__ import build_parser
+        from eval.lm.run import validate
+        validate(build_parser().parse_args(["run", *step.argv]))
+    elif step.module == "eval.rl":
+        from eval.rl.__main__ import build_parser, validate_args
+        validate_args(build_parser().parse_args(step.argv))
+    else:
+        from eval.video.__main__ import build_parser, validate_args
+        validate_args(build_parser().parse_args(step.argv))
+
+
 def run_step(step: Step) -> dict:
     if step.module == "eval.lm":
         from eval.lm.__main__ import main
@@ -139,6 +153,34 @@ def _video_stats(args, analysis):
     return analysis.record_video(chat, make_policy("namm", ckpt=args.ckpt), inputs)
 
 
+def validate(args) -> list[Step]:
+    """The report's own options, then every evaluation's inputs as its CLI checks them: a bad value stops the
+    report before anything runs, not minutes in. Returns the planned evaluations."""
+    from eval import inputs
+    from eval.lm.checks import at_least, name_list
+
+    if args.threads < 1:
+        raise UserError(f"--threads: expected at least 1, got {args.threads}")
+    if args.ckpt != "zeros" and not Path(args.ckpt).exists() and (REPO / args.ckpt).exists():
+        args.ckpt = str(REPO / args.ckpt)  # the default, run from another folder
+    if args.ckpt != "zeros" and not (Path(args.ckpt) / "config.json").is_file():
+        raise UserError(f"--ckpt {args.ckpt}: not a NAMM checkpoint folder (no config.json)")
+    args.out_dir = args.out_dir or ("runs/transfer-quick" if args.quick else "runs/transfer")
+    inputs.output_folder("--out-dir", args.out_dir)
+    for option in ("n", "n_query_agnostic", "episodes"):
+        at_least(f"--{option.replace('_', '-')}", getattr(args, option), 1)
+    from eval.rl.__main__ import MAX_BATCH
+
+    inputs.at_most("--episodes", args.episodes, MAX_BATCH, "the control evaluations step every episode together")
+    name_list("--protocols", args.protocols, ("whole-prompt", "query-agnostic"))
+    if args.lengths is not None:
+        inputs.int_list("--lengths", args.lengths, 64)  # each evaluation checks them against its model too
+    steps = plan(args)
+    for step in steps:
+        check_step(step)
+    return steps
+
+
 def main(argv=None) -> int:
     return cli_main(_main, argv)
 
@@ -163,22 +205,9 @@ def _main(argv=None) -> int:
                         help="run only these evaluations (folder names, e.g. lm-1000-whole-prompt,rl-hopper): to "
                              "spread them over processes; a last run without --only reuses them and writes the report")
     args = parser.parse_args(argv)
-    if args.threads < 1:
-        raise UserError(f"--threads: expected at least 1, got {args.threads}")
-    if args.ckpt != "zeros" and not Path(args.ckpt).exists() and (REPO / args.ckpt).exists():
-        args.ckpt = str(REPO / args.ckpt)  # the default, run from another folder
-    if args.ckpt != "zeros" and not (Path(args.ckpt) / "config.json").is_file():
-        raise UserError(f"--ckpt {args.ckpt}: not a NAMM checkpoint folder (no config.json)")
-    args.out_dir = args.out_dir or ("runs/transfer-quick" if args.quick else "runs/transfer")
+    steps = validate(args)  # every evaluation's inputs, before the first one runs
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for option in ("n", "n_query_agnostic", "episodes"):
-        if getattr(args, option) is not None and getattr(args, option) < 1:
-            raise UserError(f"--{option.replace('_', '-')}: expected at least 1, got {getattr(args, option)}")
-    for protocol in args.protocols.split(","):
-        if protocol not in ("whole-prompt", "query-agnostic"):
-            raise UserError(f"--protocols: unknown {protocol!r}; choose from whole-prompt, query-agnostic")
-    steps = plan(args)
     panels, timings = [], {}
     for step in tqdm(steps, desc="eval.transfer", unit="evaluation"):
         started = time.perf_counter()

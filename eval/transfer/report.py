@@ -113,32 +113,26 @@ def markdown(panels: list[Panel], header: list[str]) -> str:
 
 
 def plot_panels(panels: list[Panel], path, title: str) -> None:
-    """One panel per evaluation: normalised score against cache fraction, a point per policy."""
+    """One forest per evaluation: a row per policy, its score / the full cache's with its paired 95% interval,
+    the cache fraction it kept (and the budget it was given) written beside; the full cache at 1."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from eval.plots import MARKERS, save_figure
+    from eval.plots import ForestRow, forest_axes, save_figure
 
-    cols = min(3, len(panels))
+    cols = min(2, len(panels))
     n_rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(n_rows, cols, figsize=(4.6 * cols, 3.8 * n_rows), squeeze=False)
+    height = max(len(p.rows) for p in panels) * 0.36 + 1.3
+    fig, axes = plt.subplots(n_rows, cols, figsize=(6.4 * cols, height * n_rows), squeeze=False)
+    top = max([1.0] + [r.interval[1] if r.interval else r.normalised for p in panels for r in p.rows
+                       if r.normalised is not None])
     for ax, panel in zip(axes.flat, panels):
-        for i, r in enumerate(panel.rows):
-            if r.normalised is None or r.cache_fraction is None:
-                continue
-            err = None
-            if r.interval:
-                err = [[max(0.0, r.normalised - r.interval[0])], [max(0.0, r.interval[1] - r.normalised)]]
-            ax.errorbar(r.cache_fraction, r.normalised, yerr=err, fmt=MARKERS[i % len(MARKERS)], capsize=3,
-                        markersize=7, alpha=0.85, label=r.policy, color="black" if r.policy == "namm" else None)
+        rows = [ForestRow(r.policy, r.normalised, r.interval, r.cache_fraction, r.budget) for r in panel.rows]
+        forest_axes(ax, rows, "score / full cache's on the same items (95% paired interval)", reference=1.0)
+        ax.set_xlim(0, top * 1.05)  # one scale for every panel
         ax.set_title(panel.name, fontsize=9)
-        ax.set_xlim(0, 1.05)
-        ax.set_xlabel("cache fraction (kept / processed)")
-        ax.set_ylabel("score / full cache's")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)

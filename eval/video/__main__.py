@@ -1,24 +1,24 @@
 """`python -m eval.video`: a LLaVA-NeXT-Video model under every memory policy on a video benchmark.
 
     python -m eval.video [--ckpt NAMM_DIR] [--benchmark builtin|mlvu|longvideobench] [--data-dir D]
-                         [--model M] [--frames 32] [--policies full,namm,h2o,l2] [--limit N]
-                         [--answer-format letter|words]
+                         [--model M] [--frames 64] [--policies full,namm,h2o,l2] [--limit N]
+                         [--answer-format words|letter]
 
 `builtin` is the generated MLVU-format benchmark (its test split is generated on first use under
 .cache/video_builtin-eval). MLVU and the builtin benchmark print per-task accuracy and M-Avg per
 policy; LongVideoBench prints accuracy overall and by duration group (and writes the breakdown by
 question category to the results JSON). Every table carries the mean cache fraction; the results JSON
-and a plot of accuracy against cache fraction are written. The default model is the small one
-shipped in checkpoints/llava-video-tiny (fast, for smoke tests: it answers only first_last above chance).
-The model that separates memory policies is `--model llava-video-smollm2 --frames 64 --answer-format
-words` (SmolLM2-135M reading ~1.7k-token video prompts; see zoo/video). `--model` also takes a Hugging
-Face LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
+and a forest plot (a row per policy, its cache fraction beside) are written. The default model is the one that separates
+memory policies: checkpoints/llava-video-smollm2 (SmolLM2-135M reading ~1.7k-token video prompts; see
+zoo/video) at 64 frames, answered in words. `--model llava-video-tiny --frames 32 --answer-format letter`
+is the small smoke-test model (fast; it answers only first_last above chance). `--model` also takes a
+Hugging Face LLaVA-NeXT-Video folder or name (e.g. llava-hf/LLaVA-NeXT-Video-7B-hf where its weights exist).
 `python -m eval.video.budgets` puts runs at several `--budget` in one table.
 
-`--answer-format letter` (default) is MLVU's protocol: options listed, the reply after "Best option:(" must be
-the answer's letter. `words` (MLVU and builtin only) asks the question without options and the greedy reply
-after "Answer:" must start with the answer's text (any other reply is wrong): a cloze form for models too
-small to map options to letters, such as zoo/video's SmolLM2 LLaVA.
+`--answer-format letter` (the default for LongVideoBench) is MLVU's protocol: options listed, the reply after
+"Best option:(" must be the answer's letter. `words` (the default for MLVU and builtin) asks the question
+without options and the greedy reply after "Answer:" must start with the answer's text (any other reply is
+wrong): a cloze form for models too small to map options to letters, such as zoo/video's SmolLM2 LLaVA.
 
 Every policy updates on one schedule (the NAMM checkpoint's where its config.json sets it; see
 eval.policy_setup): with n_up 512 and no update at the prompt's end, a prompt shorter than 512 tokens is
@@ -35,24 +35,39 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from adapters.hf import attach
 from adapters.loading import DTYPES
 from core.policies import Schedule
 from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, cli_main
-from eval import policy_setup
+from core.lock import FolderLock
+from eval import inputs, policy_setup
 from eval.lm.checks import at_least, name_list, policy_names, refuse_replaying
 from eval.lm.resume_key import checkpoint_sha256
-from eval.policy_results import PolicyResults, model_identity
+from eval.policy_results import NUMBER, OBJECT, OPTIONAL_NUMBER, PolicyResults, model_identity
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
 from eval.video.answering import run_lvb, run_mlvu
-from eval.plots import score_vs_cache
+from eval.plots import ForestRow, forest
 from eval.video.frames import DecodeStats
 
 REPO = Path(__file__).resolve().parents[2]
 BUILTIN = REPO / ".cache" / "video_builtin-eval"
 DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=True)  # where no NAMM checkpoint or option sets it
+MAX_FRAMES = 1024  # frames decoded and held per item
+MAX_N_TEST = 5000  # generated videos per question type (written under .cache)
+MAX_NEW_TOKENS = 4096
+# What a stored policy result must hold (a rerun reads these; see eval.policy_results)
+COMMON_FIELDS = {"cache_fraction": OPTIONAL_NUMBER, "seconds_per_item": NUMBER, "decode_frames_per_second": NUMBER}
+RESULT_FIELDS = {"mlvu": {**COMMON_FIELDS, "per_task": OBJECT, "m_avg": NUMBER},
+                 "longvideobench": {**COMMON_FIELDS, "acc": NUMBER, "by_duration_group": OBJECT,
+                                    "num_missing": ((int,), "a whole number")}}
+
+
+def attach(*args, **kwargs):
+    """adapters.hf's, imported when a policy runs (transformers takes seconds to import: a bad argument is
+    refused before that)."""
+    from adapters.hf import attach as real
+    return real(*args, **kwargs)
 
 
 def builtin_split(n_test: int) -> Path:
@@ -89,7 +104,12 @@ def item_budgets(setup, name: str, results: dict) -> dict[str, float] | None:
     """Matched: each item's budget, the NAMM's fraction right after its last update on that item."""
     if not setup.matched or name in ("full", "namm"):
         return None
-    return {item: policy_setup.matched_budget(f) for item, f in results["namm"]["fractions_at_update"].items()}
+    fractions = results["namm"].get("fractions_at_update")
+    if not isinstance(fractions, dict) or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                                  for f in fractions.values()):
+        raise UserError("--budget matched: the stored namm result has no usable 'fractions_at_update' (a number "
+                        "per item); delete its file under policies/ to recompute it")
+    return {item: policy_setup.matched_budget(f) for item, f in fractions.items()}
 
 
 def evaluate_policy(chat, items, name, args, setup, budgets=None):
@@ -129,6 +149,8 @@ def evaluate_policy(chat, items, name, args, setup, budgets=None):
         summary.update(budget=sum(given) / len(given) if given else None, budgets={i: budgets[i] for i in fractions})
     elif name not in ("full", "namm"):
         summary["budget"] = setup.budget
+    elif name == "namm" and setup.namm_budget is not None:
+        summary["budget"] = setup.namm_budget
     return summary
 
 
@@ -173,14 +195,16 @@ def format_table(results: dict) -> str:
                      f"{s['seconds_per_item']:>8.2f}{s['decode_frames_per_second']:>12.0f}")
     chance = results.get("chance", {})
     lines.append(f"{'chance':<10}" + "".join(f"{100 * chance.get(t, 0):>16.1f}" for t in tasks))
-    return "\n".join(lines)
+    return "\n".join(lines + mlvu.missing_note(results["policies"]))
 
 
 def plot(results: dict, path: Path) -> None:
+    """A forest: a row per policy, its accuracy (M-Avg for MLVU and builtin), its cache fraction beside."""
     key, label = ("acc", "accuracy (%)") if results["benchmark"] == "longvideobench" else ("m_avg", "M-Avg accuracy (%)")
-    points = {name: (s["cache_fraction"], 100 * s[key], None) for name, s in results["policies"].items()}
-    score_vs_cache(points, label,
-                   f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path)
+    policies = results["policies"]
+    rows = [ForestRow(name, 100 * s[key], None, s["cache_fraction"], s.get("budget")) for name, s in policies.items()]
+    forest(rows, label, f"{results['model']} on {results['benchmark']}, {results['frames']} frames", path,
+           reference=100 * policies["full"][key] if "full" in policies else None)
 
 
 def validate_args(args) -> policy_setup.PolicySetup:
@@ -191,6 +215,9 @@ def validate_args(args) -> policy_setup.PolicySetup:
                           ("--max-new-tokens", args.max_new_tokens), ("--threads", args.threads)):
         at_least(option, value, 1)  # --limit 0 used to mean "no limit": omit it for that
     at_least("--seed", args.seed, 0)
+    inputs.at_most("--frames", args.frames, MAX_FRAMES, "frames decoded and held per item")
+    inputs.at_most("--n-test", args.n_test, MAX_N_TEST, "videos generated per question type")
+    inputs.at_most("--max-new-tokens", args.max_new_tokens, MAX_NEW_TOKENS, "a reply is a short answer")
     setup = policy_setup.resolve(args, names, DEFAULT_SCHEDULE)
     if args.answer_format == "words" and args.benchmark == "longvideobench":
         raise UserError("--answer-format words: LongVideoBench is scored by its official letter rule; use letter")
@@ -199,10 +226,19 @@ def validate_args(args) -> policy_setup.PolicySetup:
             raise UserError(f"--benchmark {args.benchmark} needs --data-dir with the benchmark's files")
         if not Path(args.data_dir).is_dir():
             raise UserError(f"--data-dir {args.data_dir}: folder not found")
+    inputs.device("--device", args.device)
+    inputs.video_model("--model", shipped_model(args.model))
+    out = inputs.output_folder("--out-dir", args.out_dir)
+    stored_results(args, out).check_all()  # results of earlier runs that this one may reuse
     return setup
 
 
-def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=None) -> dict:
+def stored_results(args, out: Path) -> PolicyResults:
+    return PolicyResults(out, RESULT_FIELDS["longvideobench" if args.benchmark == "longvideobench" else "mlvu"])
+
+
+def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=None,
+                    namm_budget: float | None = None) -> dict:
     """Everything that changes one policy's result."""
     settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": name, "frames": args.frames,
                 "limit": args.limit, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype,
@@ -216,7 +252,7 @@ def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=
     if name != "full":
         settings.update(n_up=schedule.n_up, prompt_end=schedule.at_prompt_end)
     if name == "namm":
-        settings["ckpt_sha256"] = ckpt_sha256
+        settings.update(policy_setup.namm_settings(ckpt_sha256, namm_budget))
     elif budgets is not None:
         settings["budgets"] = budgets
     elif name != "full":
@@ -229,7 +265,7 @@ def main(argv=None) -> int:
     return cli_main(_main, argv)
 
 
-def _main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.video", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmark", default="builtin", choices=["builtin", "mlvu", "longvideobench"])
@@ -237,30 +273,43 @@ def _main(argv=None) -> int:
                         help="MLVU folder (json/ and video/) or LongVideoBench folder (lvb_val.json, videos/, subtitles/)")
     parser.add_argument("--annotation", default="lvb_val.json", help="LongVideoBench annotation file in --data-dir")
     parser.add_argument("--subtitles", action="store_true", help="LongVideoBench: add the subtitles (interleaved by time)")
-    parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-tiny"),
+    parser.add_argument("--model", default=str(REPO / "checkpoints" / "llava-video-smollm2"),
                         help="a model shipped in the repository's checkpoints/ by name (llava-video-tiny, "
                              "llava-video-smollm2) or folder, or a Hugging Face LLaVA-NeXT-Video folder or name")
     parser.add_argument("--dtype", default="float32", choices=list(DTYPES))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="LongVideoBench: random choice for unparsable replies")
-    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--policies", default="full,namm,h2o,l2")
     policy_setup.add_arguments(parser, DEFAULT_SCHEDULE)
     parser.add_argument("--limit", type=int, default=None, help="at most this many items per task (MLVU, builtin) or in all (LongVideoBench)")
     parser.add_argument("--n-test", type=int, default=100, help="videos generated for the builtin benchmark")
-    parser.add_argument("--answer-format", default="letter", choices=list(mlvu.ANSWER_FORMATS),
-                        help="letter: MLVU's options and letter; words: the question alone, the reply matched to the option texts")
+    parser.add_argument("--answer-format", default=None, choices=list(mlvu.ANSWER_FORMATS),
+                        help="letter: MLVU's options and letter; words: the question alone, the reply matched to the "
+                             "option texts (default: words, letter for longvideobench)")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/video")
+    return parser
+
+
+def _main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    setup = validate_args(args)
+    if args.answer_format is None:  # LongVideoBench is scored by its letter rule only
+        args.answer_format = "letter" if args.benchmark == "longvideobench" else "words"
+    setup = validate_args(args)  # every input, before data or model load and before anything is written
+    out = Path(args.out_dir)
+    with FolderLock(out, "eval.video output folder"):  # one writer at a time, as evolve.run's run folders
+        return _run(args, setup, out)
+
+
+def _run(args, setup, out: Path) -> int:
     args.model = shipped_model(args.model)
     names = setup.names
     torch.set_num_threads(args.threads)
     from eval.video.models import load_video_chat
 
-    out = Path(args.out_dir)
     remove_stale_temporaries(out)
     if args.benchmark == "longvideobench":
         items = lvb.load(args.data_dir, args.annotation)
@@ -273,8 +322,12 @@ def _main(argv=None) -> int:
         if args.limit:
             items = first_per_task(items, args.limit)
         chance = mlvu.chance_by_task(items)
-    chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
-    stored = PolicyResults(out)
+    try:
+        chat = load_video_chat(args.model, DTYPES[args.dtype], args.device)
+    except OSError as err:  # a hub name that cannot be fetched here
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"--model {args.model}: cannot load: {first}") from None
+    stored = stored_results(args, out)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None
     results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
                "answer_format": args.answer_format, "limit": args.limit, "dtype": args.dtype,
@@ -282,7 +335,7 @@ def _main(argv=None) -> int:
                "ckpt_sha256": ckpt_sha256, "chance": chance, "policies": {}}
     for i, name in enumerate(tqdm(names, desc="eval.video", unit="policy")):
         budgets = item_budgets(setup, name, results["policies"])
-        settings = policy_settings(args, name, ckpt_sha256, setup.schedule, budgets)
+        settings = policy_settings(args, name, ckpt_sha256, setup.schedule, budgets, setup.namm_budget)
         summary = stored.load(name, settings)
         if summary is None:  # not done before with these settings
             summary = evaluate_policy(chat, items, name, args, setup, budgets)

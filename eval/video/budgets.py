@@ -8,8 +8,8 @@ depend on the baselines' budget; a different result for either across runs is an
 carries a 95% interval: Wilson per task, a bootstrap over items (resampled within each task) for M-Avg,
 and for "vs namm" the paired bootstrap of the M-Avg difference on the same items.
 
-Writes PREFIX.md (the table), PREFIX.json (the numbers) and PREFIX.png (M-Avg against cache fraction,
-one line per baseline across its budgets).
+Writes PREFIX.md (the table), PREFIX.json (the numbers) and PREFIX.png (M-Avg against the budget given,
+one line per baseline across its budgets, the NAMM at its cache fraction, the full cache as a dashed line).
 """
 from __future__ import annotations
 
@@ -147,26 +147,29 @@ def table(rows: dict, stats: dict, outcomes: dict) -> str:
 
 
 def plot(rows: dict, stats: dict, title: str, path: Path) -> None:
-    import matplotlib
+    """M-Avg against the budget given, a line per baseline (a matched run at its mean budget, the NAMM's
+    cache fraction on average), the NAMM as a star at its cache fraction, the full cache as a dashed line."""
+    from eval.plots import budget_sweep
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def point(label):
+        s = stats[label]
+        return 100 * s["m_avg"], (100 * s["m_avg_ci"][0], 100 * s["m_avg_ci"][1])
 
-    from eval.plots import MARKERS, finish_cache_axes
-
-    lines: dict[str, list[tuple[float, dict]]] = {}
+    lines: dict[str, list] = {}
+    singles = {}
     for label, row in rows.items():
-        lines.setdefault(row["policy"], []).append((row["summary"]["cache_fraction"], stats[label]))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for i, (policy, points) in enumerate(lines.items()):
-        points.sort(key=lambda p: p[0])
-        x = [p[0] for p in points]
-        y = [100 * p[1]["m_avg"] for p in points]
-        err = [[100 * (p[1]["m_avg"] - p[1]["m_avg_ci"][0]) for p in points],
-               [100 * (p[1]["m_avg_ci"][1] - p[1]["m_avg"]) for p in points]]
-        ax.errorbar(x, y, yerr=err, fmt=MARKERS[i % len(MARKERS)] + ("-" if len(points) > 1 else ""),
-                    markersize=7, capsize=3, alpha=0.85, label=policy)
-    finish_cache_axes(fig, ax, "M-Avg accuracy (%), 95% bootstrap", title, path)
+        y, ci = point(label)
+        if row["policy"] == "namm":
+            singles["namm"] = (row["summary"]["cache_fraction"], y, ci)
+        elif row["policy"] != "full":
+            given = row["summary"].get("budget")  # a matched run's mean of the budgets it gave
+            if given is None:  # older results: a matched baseline kept the NAMM's fraction, within a token
+                given = row["summary"]["cache_fraction"] if row["budget"] == "matched" else row["budget"]
+            x = float(given)
+            lines.setdefault(row["policy"], []).append((x, y, ci))
+    full = point("full")[0] if "full" in rows else None
+    budget_sweep(lines, "M-Avg accuracy (%), 95% bootstrap", title, path, full=full, points=singles,
+                 xlabel="budget given (fraction of processed tokens kept; matched: the mean)")
 
 
 def main(argv=None) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from core.atomic import write_text_atomic
-from core.errors import UserError
+from core.errors import MissingFileError, UserError
 
 
 class AnnotationError(UserError):
@@ -19,9 +19,13 @@ def read_json(path: str | Path) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: annotation file not found") from None
+        raise MissingFileError(f"{path}: annotation file not found") from None
     except json.JSONDecodeError as e:
         raise AnnotationError(f"{path}: not valid json ({e})") from None
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
+    except IsADirectoryError:
+        raise AnnotationError(f"{path}: a folder, not an annotation file") from None
 
 
 def read_record_list(path: str | Path, required: dict[str, type | tuple[type, ...]]) -> list[dict]:

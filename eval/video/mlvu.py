@@ -18,6 +18,8 @@ import numpy as np
 from .accuracy import accuracy
 from .choices import letter, mlvu_extract
 from .frames import DecodeStats, mlvu_indices, open_video, read_frames, video_info
+from core.errors import MissingFileError
+
 from .jsonio import check_candidates, read_record_list
 
 MC_TASKS = ("plotQA", "needle", "ego", "count", "order", "anomaly_reco", "topic_reasoning")
@@ -107,12 +109,12 @@ def load(
     vdir = Path(video_dir) if video_dir else data_dir / "video"
     files = sorted(jdir.glob("*.json"), key=lambda p: (int(m[1]) if (m := re.match(r"(\d+)_", p.name)) else 1 << 30, p.name))
     if not files:
-        raise FileNotFoundError(f"{jdir}: no MLVU annotation json files")
+        raise MissingFileError(f"{jdir}: no MLVU annotation json files")
     if tasks is not None:
         names = {task_name(p): p for p in files}
         missing = [t for t in tasks if t not in names]
         if missing:
-            raise FileNotFoundError(f"{jdir}: no annotation file for task(s) {missing}")
+            raise MissingFileError(f"{jdir}: no annotation file for task(s) {missing}")
         files = [names[t] for t in tasks]
     items: list[MLVUItem] = []
     for p in files:
@@ -179,7 +181,9 @@ def score(item: MLVUItem, reply: str | None, answer_format: str = "letter") -> d
 
 
 def summarize(rows: list[dict], chance: dict[str, float] | None = None) -> dict:
-    """Per-task accuracy over answered items, M-Avg (macro mean over tasks), missing counts."""
+    """Per-task accuracy and M-Avg (macro mean over every task), a missing or unreadable video counted as a
+    wrong answer (as LongVideoBench's acc_missing_as_wrong): a task's cell and M-Avg always agree. Each task
+    also reports its missing count and the accuracy over the answered items alone."""
     tasks: dict[str, list[dict]] = {}
     for r in rows:
         tasks.setdefault(r["task"], []).append(r)
@@ -189,17 +193,29 @@ def summarize(rows: list[dict], chance: dict[str, float] | None = None) -> dict:
         per_task[t] = {
             "num": len(rs),
             "num_missing": len(rs) - len(answered),
-            "acc": accuracy(r["correct"] for r in answered),
-            "correct": [bool(r["correct"]) for r in answered],  # per item, in order (for paired intervals)
+            "acc": accuracy(bool(r["correct"]) and not r["missing"] for r in rs),
+            "correct": [bool(r["correct"]) and not r["missing"] for r in rs],  # per item, in order (paired intervals)
         }
-    answered_tasks = [v["acc"] for v in per_task.values() if v["num"] > v["num_missing"]]
+        if len(answered) < len(rs):
+            per_task[t]["acc_answered"] = accuracy(r["correct"] for r in answered) if answered else None
     return {
         "per_task": per_task,
-        "m_avg": float(np.mean(answered_tasks)) if answered_tasks else 0.0,
+        "m_avg": float(np.mean([v["acc"] for v in per_task.values()])) if per_task else 0.0,
         "num": len(rows),
         "num_missing": sum(v["num_missing"] for v in per_task.values()),
         "missing_videos": sorted({r["id"] for r in rows if r["missing"]}),
     }
+
+
+def missing_note(policies: dict) -> list[str]:
+    """Table lines naming, per policy and task, the videos that were missing or unreadable (counted wrong)."""
+    lines = []
+    for name, s in policies.items():
+        counts = [f"{t} {v['num_missing']} of {v['num']}" for t, v in sorted(s.get("per_task", {}).items())
+                  if v.get("num_missing")]
+        if counts:
+            lines.append(f"{name}: missing or unreadable videos, counted wrong: {', '.join(counts)}")
+    return lines
 
 
 def chance_by_task(items: list[MLVUItem]) -> dict[str, float]:

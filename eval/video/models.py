@@ -17,25 +17,9 @@ import torch
 
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
+from zoo.video.processor import HFTokenizer, TinyVideoProcessor
 
 HF_TEMPLATE = "USER: {video}\n{text} ASSISTANT:"
-
-
-class HFTokenizer:
-    """A Hugging Face tokenizer with the small interface the frame processor uses."""
-
-    def __init__(self, tokenizer, video_token_id: int):
-        self.inner = tokenizer
-        self.video_token_id = int(video_token_id)
-        self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
-        if self.video_token is None or self.video_token == tokenizer.unk_token:
-            raise ValueError(f"the tokenizer has no token for the model's video_token_index {video_token_id}")
-
-    def encode(self, text: str, add_bos: bool = True) -> list[int]:
-        return self.inner(text, add_special_tokens=add_bos).input_ids
-
-    def decode(self, ids, skip_special_tokens: bool = True) -> str:
-        return self.inner.decode(ids, skip_special_tokens=skip_special_tokens)
 
 
 class VideoChat:
@@ -98,8 +82,6 @@ def load_video_chat(name_or_path: str, dtype: torch.dtype = torch.float32, devic
         raise FileNotFoundError(f"{path}: neither a tiny video model ({TINY_PROCESSOR}) nor a Hugging Face "
                                 f"model folder (config.json)")
     from transformers import AutoTokenizer, LlavaNextVideoForConditionalGeneration
-
-    from zoo.video.processor import TinyVideoProcessor
 
     model = LlavaNextVideoForConditionalGeneration.from_pretrained(name_or_path, dtype=dtype,
                                                                    attn_implementation="sdpa").to(device).eval()

@@ -21,6 +21,23 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 FILE = "tiny_video_processor.json"
 
 
+class HFTokenizer:
+    """A Hugging Face tokenizer with the small interface the frame processor uses."""
+
+    def __init__(self, tokenizer, video_token_id: int):
+        self.inner = tokenizer
+        self.video_token_id = int(video_token_id)
+        self.video_token = tokenizer.convert_ids_to_tokens(self.video_token_id)
+        if self.video_token is None or self.video_token == tokenizer.unk_token:
+            raise ValueError(f"the tokenizer has no token for the model's video_token_index {video_token_id}")
+
+    def encode(self, text: str, add_bos: bool = True) -> list[int]:
+        return self.inner(text, add_special_tokens=add_bos).input_ids
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return self.inner.decode(ids, skip_special_tokens=skip_special_tokens)
+
+
 class TinyVideoProcessor:
     def __init__(self, tokenizer: WordTokenizer, image_size: int, patch_size: int, pool_stride: int = 2):
         if image_size % patch_size or (image_size // patch_size) % pool_stride:

@@ -19,7 +19,7 @@ import torch
 from eval.video.jsonio import read_json, write_json_atomic
 
 from .lora import TARGETS, add_lora, load_lora_state_dict, merge_lora
-from .processor import TinyVideoProcessor
+from .processor import HFTokenizer, TinyVideoProcessor
 
 BASE = "smollm2"
 VIDEO_TOKEN = "<empty_output>"
@@ -57,8 +57,6 @@ def smol_config(text_config, video_token_id: int):
 
 
 def processor_for(tokenizer, video_token_id: int) -> SmolVideoProcessor:
-    from eval.video.models import HFTokenizer
-
     return SmolVideoProcessor(HFTokenizer(tokenizer, video_token_id), IMAGE_SIZE, PATCH_SIZE, POOL_STRIDE)
 
 

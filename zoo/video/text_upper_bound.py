@@ -3,7 +3,7 @@ text ("Frame 7: a red circle."). No vision tower or projector can hand a frozen 
 this, so it bounds what a LLaVA built on that model, frozen, can reach on these questions.
 
 Two ways of answering are scored on the same items:
-  letter  the MLVU protocol `eval.video` uses: the options as (A)-(D), the answer read from the
+  letter  the MLVU protocol (`eval.video --answer-format letter`): the options as (A)-(D), the answer read from the
           next-token logits of the four letters after "Best option:(";
   word    no options shown; the option whose text (" red", " 3") is most likely after "Answer:".
 
