@@ -1,4 +1,5 @@
-"""Our L2, SnapKV and TOVA baselines side by side with NVIDIA kvpress's presses on the same prompts.
+"""Our L2, SnapKV, TOVA, Expected Attention and adakv(snapkv) baselines side by side with NVIDIA kvpress's
+presses on the same prompts.
 
     python -m bench.kvpress_parity --kvpress-path DIR --n 10 --length 500 --out bench/results/kvpress_parity.json
 
@@ -10,7 +11,8 @@ outside the project's environment, without touching torch or transformers:
 
 and pass that folder as --kvpress-path (or in the KVPRESS_PATH environment variable).
 
-For each press (KnormPress, SnapKVPress with window 32 and kernel 7, TOVAPress) at a compression ratio
+For each press (KnormPress, SnapKVPress with window 32 and kernel 7, TOVAPress, ExpectedAttentionPress and
+AdaKVPress(SnapKVPress) with their defaults; `--presses` picks some) at a compression ratio
 (default 0.5), each of `--n` built-in passkey prompts on SmolLM2 is compressed once at the end of its
 prefill by kvpress and by our policy (budget 1 - ratio of the prompt, one update at the prompt's end).
 Compared: (a) the kept positions per layer and KV head (identical sets, Jaccard overlap) and (b) the
@@ -24,6 +26,10 @@ same hook body as kvpress's `BasePress.forward_hook`, calling the press's own `c
 inputs, keys and values during the prefill forward. The selection rules measured are kvpress's code,
 unmodified. Kept positions are read back by matching each kept key row to the uncompressed cache's rows
 (kvpress stores the kept keys in score order, not in position order).
+
+AdaKVPress keeps every key and masks some per head (`module.masked_key_indices`, hidden while decoding by
+kvpress's attention patch): its kept set per head is the unmasked positions, as ours is adakv's visible
+(not hidden) positions.
 
 Rows "<policy>@kvpress_count" run our policy with kvpress's number of kept tokens (int(P * (1 - ratio)),
 a token-count budget) instead of our ceil(P * (1 - ratio)): a diagnostic that separates the rounding
@@ -43,8 +49,11 @@ import torch
 
 from core.atomic import write_json_atomic
 
-PRESSES = ("l2", "snapkv", "tova")
-OURS = {"l2": ("l2",), "snapkv": ("snapkv",), "tova": ("tova", "tova_per_head")}
+PRESSES = ("l2", "snapkv", "tova", "expected_attention", "adakv_snapkv")
+OURS = {"l2": ("l2",), "snapkv": ("snapkv",), "tova": ("tova", "tova_per_head"),
+        "expected_attention": ("expected_attention",), "adakv_snapkv": ("adakv(snapkv)",)}
+PRESS_LABELS = {"l2": "KnormPress", "snapkv": "SnapKVPress", "tova": "TOVAPress",
+                "expected_attention": "ExpectedAttentionPress", "adakv_snapkv": "AdaKVPress(SnapKVPress)"}
 PROTOCOLS = ("whole", "query-agnostic")
 
 
@@ -85,13 +94,17 @@ def make_press(kvpress, name: str, ratio: float, window: int, kernel: int):
         return kvpress.SnapKVPress(compression_ratio=ratio, window_size=window, kernel_size=kernel)
     if name == "tova":
         return kvpress.TOVAPress(compression_ratio=ratio)
+    if name == "expected_attention":  # kvpress's defaults: 512 future positions, 4 sinks, covariance, value norms
+        return kvpress.ExpectedAttentionPress(compression_ratio=ratio)
+    if name == "adakv_snapkv":  # alpha_safeguard 0.2, kvpress's default
+        return kvpress.AdaKVPress(kvpress.SnapKVPress(compression_ratio=ratio, window_size=window, kernel_size=kernel))
     raise ValueError(name)
 
 
 def make_ours(name: str, budget, window: int, kernel: int):
     from core.policies import make_policy
 
-    extra = {"window": window, "kernel": kernel} if name == "snapkv" else {}
+    extra = {"window": window, "kernel": kernel} if name in ("snapkv", "adakv(snapkv)") else {}
     # one update, at the prompt's (or the context's) end: n_up larger than any prompt here
     return make_policy(name, budget, n_up=10**6, update_at_prompt_end=True, **extra)
 
@@ -131,7 +144,8 @@ def probe_native_hook(kvpress, model, ids) -> dict:
 @contextmanager
 def recording_scores(press, scores: dict):
     """Within the block, `scores` receives the press's scores per layer (its `score` output, as `compress`
-    used it); the press is otherwise untouched."""
+    used it; a wrapper's (AdaKVPress) from the press it wraps); the press is otherwise untouched."""
+    press = getattr(press, "press", press)
     score = press.score
 
     def recording(module, *args, **kwargs):
@@ -259,6 +273,7 @@ def kvpress_run(model, press, ids, context_end: int | None, new_tokens: int, eos
             with recording_scores(press, scores), (press(model) if native else press_on_prefill(press, model)):
                 logits = _forward(model, ids[:, :end], cache, 0)
         kept = kept_positions(full_keys, cache)
+        kept = without_masked(model, kept)
         if end < n_prompt:
             logits = _forward(model, ids[:, end:], cache, end)
         tokens = []
@@ -271,6 +286,32 @@ def kvpress_run(model, press, ids, context_end: int | None, new_tokens: int, eos
     return kept, tokens, [scores[layer] for layer in sorted(scores)]
 
 
+def without_masked(model, kept: list[list[list[int]]]) -> list[list[list[int]]]:
+    """Take out of the kept positions the keys a head-wise press (AdaKVPress) masks instead of removing: kvpress
+    stores them in `module.masked_key_indices` (batch, head, slot; batch 1 here, slots = positions before any
+    removal) and its attention patch hides them while decoding."""
+    language_model = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    out = []
+    for layer, heads in zip(language_model.layers, kept, strict=True):
+        masked = getattr(layer.self_attn, "masked_key_indices", None)
+        if masked is None:
+            out.append(heads)
+            continue
+        _, head_idx, seq_idx = masked
+        hidden = [set() for _ in heads]
+        for h, q in zip(head_idx.tolist(), seq_idx.tolist()):
+            hidden[h].add(q)
+        out.append([[p for p in positions if p not in hidden[h]] for h, positions in enumerate(heads)])
+    return out
+
+
+def clear_masks(model) -> None:
+    """No press's mask may outlive its run (kvpress's patch resets it only at a prefill of an empty cache)."""
+    language_model = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    for layer in language_model.layers:
+        layer.self_attn.masked_key_indices = None
+
+
 def full_prefill_keys(model, ids, end: int) -> list[torch.Tensor]:
     from transformers import DynamicCache
 
@@ -281,8 +322,10 @@ def full_prefill_keys(model, ids, end: int) -> list[torch.Tensor]:
 
 
 def ours_run(model, policy, ids, context_end: int | None, new_tokens: int, eos_token_id):
-    """Our greedy_generate under `policy`; the kept positions are recorded at the policy's one update."""
+    """Our greedy_generate under `policy`; the kept positions are recorded at the policy's one update (the visible
+    ones: adakv hides, per head, the slots a rectangular cache holds beyond that head's share)."""
     from adapters.hf import greedy_generate
+    from core.memory import HIDDEN
 
     records: dict[int, list] = {}
     select = policy.select
@@ -291,7 +334,12 @@ def ours_run(model, policy, ids, context_end: int | None, new_tokens: int, eos_t
         positions = mem.observed_positions()
         keep = select(mem)
         kept = positions if keep is None else positions.gather(-1, keep)
-        records.setdefault(mem.layer_idx, []).append([sorted(h) for h in kept[0].tolist()])
+        shown = torch.ones_like(kept, dtype=torch.bool)
+        if HIDDEN in mem.state:
+            hidden = mem.state[HIDDEN]
+            shown = ~(hidden if keep is None else hidden.gather(-1, keep))
+        records.setdefault(mem.layer_idx, []).append(
+            [sorted(p for p, s in zip(h, v) if s) for h, v in zip(kept[0].tolist(), shown[0].tolist())])
         return keep
 
     policy.select = recording
@@ -336,12 +384,16 @@ def main(argv=None) -> int:
     parser.add_argument("--kernel", type=int, default=7)
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
+    parser.add_argument("--presses", default=",".join(PRESSES), help=f"a subset of {', '.join(PRESSES)}")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="bench/results/kvpress_parity.json")
     args = parser.parse_args(argv)
     protocols = args.protocols.split(",")
     if not set(protocols) <= set(PROTOCOLS):
         parser.error(f"--protocols: choose from {', '.join(PROTOCOLS)}")
+    presses = args.presses.split(",")
+    if not presses or not set(presses) <= set(PRESSES):
+        parser.error(f"--presses: choose from {', '.join(PRESSES)}")
     if not 0 < args.ratio < 1:
         parser.error("--ratio must be in (0, 1)")
     torch.set_num_threads(args.threads)
@@ -362,7 +414,7 @@ def main(argv=None) -> int:
     print("kvpress's own hook:", "works" if native["works"] else
           f"fails: {native['error']} at {native['file']}:{native['line']}  ({native['source']})")
 
-    configs = [(p, o, False) for p in PRESSES for o in OURS[p]] + [(p, o, True) for p in PRESSES for o in OURS[p]]
+    configs = [(p, o, False) for p in presses for o in OURS[p]] + [(p, o, True) for p in presses for o in OURS[p]]
     results = {"kvpress_version": getattr(kvpress, "__version__", None) or _dist_version("kvpress"),
                "transformers_version": transformers.__version__, "torch_version": torch.__version__,
                "model": args.model, "task": "passkey", "n": args.n, "length": args.length, "seed": args.seed,
@@ -395,6 +447,7 @@ def main(argv=None) -> int:
                     press = make_press(kvpress, press_name, args.ratio, args.window, args.kernel)
                     press_cache[press_name] = kvpress_run(model, press, ids, context_end, args.new_tokens, eos,
                                                           full_keys, native["works"])
+                    clear_masks(model)
                 kv_kept, kv_tokens, kv_scores = press_cache[press_name]
                 count_differs = kvpress_count(end, args.ratio) != Budget(1 - args.ratio).tokens(end)
                 key = f"{ours_name}@kvpress_count" if kv_count else ours_name
@@ -409,7 +462,9 @@ def main(argv=None) -> int:
                 per_config.setdefault(key, []).append({
                     "item": i, "press": press_name, "prompt_tokens": n_prompt, "compressed_tokens": end,
                     "count_differs": count_differs,
-                    "kept_ours": len(our_kept[0][0]), "kept_kvpress": len(kv_kept[0][0]),
+                    # per KV head of the first layer, mean (heads keep different counts under adakv)
+                    "kept_ours": sum(map(len, our_kept[0])) / len(our_kept[0]),
+                    "kept_kvpress": sum(map(len, kv_kept[0])) / len(kv_kept[0]),
                     "sets": compare_sets(our_kept, kv_kept, end, args.window, args.kernel, kv_scores),
                     "answer_ours": our_text, "answer_kvpress": kv_text, "answer_equal": our_tokens == kv_tokens,
                     "ours_correct": builtin_tasks.score_item(item, our_text),
@@ -448,7 +503,7 @@ def print_table(results: dict) -> None:
         print(f"{protocol:<15} {'(none)':<13} {'full':<26} {'':>9} {'':>8} {'':>8} {'':>11} "
               f"{block['full_answers_equal']:>3}/{n:<4} {'':>12}")
         for key, s in block["configs"].items():
-            press = {"l2": "KnormPress", "snapkv": "SnapKVPress", "tova": "TOVAPress"}[s["press"]]
+            press = PRESS_LABELS[s["press"]]
             print(f"{protocol:<15} {press:<13} {key:<26} {s['identical_kept_sets']:>8.1%} {s['mean_jaccard']:>8.3f} "
                   f"{s['kvpress_set_within_ours']:>7.1%} {s['mean_kept_ours']:>5.1f}/{s['mean_kept_kvpress']:<5.1f} "
                   f"{s['answers_equal']:>3}/{n:<4} {s['ours_correct']:>5.0f}/{s['kvpress_correct']:<6.0f}")

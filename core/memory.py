@@ -5,12 +5,19 @@ each token's absolute position, so ages stay true after eviction. `state` is a `
 policy's per-token tensors for the first P tokens (the tokens the policy has observed; P < L only
 inside a forward pass that is still working through its own new tokens). Each reads as
 `[B, H, P, ...]`. Eviction re-indexes K, V, positions and state with the same per-head indices.
+
+One state field has a meaning outside the policy: `state[HIDDEN]`, bool `[B, H, P]`, marks tokens that
+stay in the (rectangular) cache but that attention must not see: a head that keeps fewer tokens than
+another (head-adaptive budgets, `core.policies.adakv`) holds the difference as hidden tokens. The
+attention function gives them zero attention; tokens after P and memories without the field are visible.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+HIDDEN = "hidden"  # state field: kept tokens attention must not see (see the module docstring)
 
 
 def gather_tokens(x: torch.Tensor, index: torch.Tensor, axis: int = 2) -> torch.Tensor:
@@ -176,6 +183,20 @@ class LayerMemory:
         self.state.gather(keep)
         self.n_evicted += p - keep.shape[2]
         self.observed = keep.shape[2]
+
+    def visible(self, n_keys: int | None = None) -> torch.Tensor | None:
+        """[B, H, n_keys] bool over the first `n_keys` tokens (default: all): False where a token is hidden
+        (`state[HIDDEN]`). None when every one of them is visible."""
+        if HIDDEN not in self.state:
+            return None
+        hidden = self.state[HIDDEN]
+        n_keys = len(self) if n_keys is None else n_keys
+        p = min(hidden.shape[2], n_keys)
+        if not bool(hidden[..., :p].any()):
+            return None
+        out = torch.ones(*hidden.shape[:2], n_keys, dtype=torch.bool, device=hidden.device)
+        out[..., :p] = ~hidden[..., :p]
+        return out
 
     def observed_keys(self) -> torch.Tensor:
         return self.keys[:, :, : self.observed]

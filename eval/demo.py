@@ -53,9 +53,10 @@ def print_table(rows, args, setup: policy_setup.PolicySetup) -> None:
     print(f"\n{args.model}, tasks {args.tasks}, ~{args.length} tokens, {args.n} items per task, "
           f"baselines at {args.budget:.0%} budget")
     print(setup.schedule_line())
-    print(f"{'policy':<10}{'score':>8}{'cache':>8}{'prefill s':>11}{'decode tok/s':>14}")
+    w = max([10] + [len(r["policy"]) + 1 for r in rows])  # adakv(...) names are long
+    print(f"{'policy':<{w}}{'score':>8}{'cache':>8}{'prefill s':>11}{'decode tok/s':>14}")
     for r in rows:
-        print(f"{r['policy']:<10}{r['score']:>8.1f}{r['cache']:>8.2f}{r['prefill_s']:>11.2f}{r['decode_tok_s']:>14.1f}")
+        print(f"{r['policy']:<{w}}{r['score']:>8.1f}{r['cache']:>8.2f}{r['prefill_s']:>11.2f}{r['decode_tok_s']:>14.1f}")
 
 
 def main(argv=None) -> None:
@@ -87,6 +88,7 @@ def check_args(args) -> policy_setup.PolicySetup:
 
     checks.name_list("--tasks", args.tasks, checks.known_tasks("builtin"))
     names = checks.name_list("--policies", args.policies, checks.policy_names())
+    checks.refuse_replaying(names, "eval.demo compresses whole prompts with their question")
     for option, value, minimum in (("--n", args.n, 1), ("--length", args.length, 64),
                                    ("--threads", args.threads, 1), ("--seed", args.seed, 0)):
         checks.at_least(option, value, minimum)

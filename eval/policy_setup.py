@@ -110,7 +110,8 @@ def rule_settings(name: str) -> dict:
     first stored (empty for every rule still at revision 1, so older results stay valid)."""
     from core.policies import BASELINES
 
-    revision = BASELINES[name].revision if name in BASELINES else 1
+    inner = name[len("adakv("):-1] if name.startswith("adakv(") and name.endswith(")") else name  # a wrapper: its scorer's
+    revision = BASELINES[inner].revision if inner in BASELINES else 1
     return {"rule_revision": revision} if revision > 1 else {}
 
 

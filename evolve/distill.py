@@ -124,7 +124,11 @@ def collect(model, prompts, teacher_factory, student: NAMM, record_prob: float, 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evolve.distill", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the evolution config the result will start")
-    parser.add_argument("--teacher", required=True, choices=sorted(BASELINES))
+    # a teacher that reads queries before RoPE (expected_attention) would need Imitation to forward them, and
+    # kvzip updates only after a context reconstruction, never at the streaming updates distillation records
+    parser.add_argument("--teacher", required=True,
+                        choices=sorted(n for n, cls in BASELINES.items()
+                                       if not cls.observes_queries and not getattr(cls, "replays_context", False)))
     parser.add_argument("--budget", type=float, default=0.5, help="the teacher's cache fraction")
     parser.add_argument("--n", type=int, default=6, help="prompts per task of the config's last stage")
     parser.add_argument("--length", type=int, default=None, help="prompt length (default: the last stage's)")

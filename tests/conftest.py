@@ -81,7 +81,7 @@ def fake_lm(monkeypatch):
     def load_model(name):
         return SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), FakeTokenizer()
 
-    def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id, context_end=None):
+    def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id, context_end=None, replay_prompt=None):
         calls.append((policy.name, ids.shape[1]))
         calls.policies.append(policy)
         if policy.name == "namm":
@@ -94,7 +94,7 @@ def fake_lm(monkeypatch):
         else:
             fraction = 1.0
         return SimpleNamespace(tokens=[[1]], cache_fraction=fraction, fraction_at_update=fraction,
-                               processed_tokens=ids.shape[1])
+                               processed_tokens=ids.shape[1], replay_seconds=0.0)
 
     monkeypatch.setattr(run, "load_model", load_model)
     monkeypatch.setattr(run, "greedy_generate", greedy_generate)

@@ -51,3 +51,18 @@ def test_kvpress_count_rounds_down():
     assert kvpress_count(501, 0.5) == 250  # ours: ceil -> 251
     assert kvpress_count(500, 0.5) == 250
     assert kvpress_count(1, 0.9) == 1
+
+
+def test_without_masked_takes_out_what_a_headwise_press_masks():
+    from types import SimpleNamespace
+
+    from bench.kvpress_parity import clear_masks, without_masked
+
+    masked = (torch.tensor([0, 0, 0]), torch.tensor([0, 1, 1]), torch.tensor([2, 0, 3]))
+    layers = [SimpleNamespace(self_attn=SimpleNamespace(masked_key_indices=masked)),
+              SimpleNamespace(self_attn=SimpleNamespace(masked_key_indices=None))]
+    model = SimpleNamespace(model=SimpleNamespace(layers=layers))
+    kept = [[[0, 1, 2, 3], [0, 1, 2, 3]], [[0, 1], [2, 3]]]
+    assert without_masked(model, kept) == [[[0, 1, 3], [1, 2]], [[0, 1], [2, 3]]]
+    clear_masks(model)
+    assert all(layer.self_attn.masked_key_indices is None for layer in layers)

@@ -28,6 +28,9 @@ class MemorySession:
         # neither observes nor evicts.
         self.compression_done = False
         self.force_prompt_end_update = False  # the context's end is an update for every policy
+        self.hold_prompt_end = False  # the driver runs the prompt-end update itself (kvzip)
+        self.replay = None  # during a KVzip reconstruction forward: the chunk scored (adapters.hf.kvzip)
+        self.rotaries: dict = {}  # layer -> its RoPE (adapters.hf.rope), for a policy that observes queries
         self.n_updates = 0
         self.observe_seconds = 0.0  # attention probabilities + policy.observe
         self.update_seconds = 0.0  # policy.select + eviction
@@ -103,6 +106,10 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, s
     sliding = adapter.sliding_layers(model) if hasattr(adapter, "sliding_layers") else set()
     managed = {m.layer_idx: m for m in modules if m.layer_idx not in sliding}
     session = MemorySession(policy, managed, adapter.num_layers(model), observe_rows, shared_attention)
+    if getattr(policy, "observes_queries", False):
+        from adapters.hf.rope import layer_rotaries
+
+        session.rotaries = layer_rotaries(model, managed)
     configs = {id(m.config): m.config for m in modules}
     previous = {key: cfg._attn_implementation for key, cfg in configs.items()}
     outer = {id(m): getattr(m, attention.SESSION_ATTR) for m in modules if hasattr(m, attention.SESSION_ATTR)}

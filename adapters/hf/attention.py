@@ -25,6 +25,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface
 
+from core.memory import HIDDEN
+
 NAME = "namm"
 SESSION_ATTR = "_namm_session"
 
@@ -40,17 +42,22 @@ def causal_mask(n_queries: int, n_keys: int, device, window: int | None = None) 
     return mask if window is None else mask & (cols > rows - window)
 
 
-def sdpa(query, key, value, scaling) -> torch.Tensor:
-    """[B, Hq, q, D] causal attention of the last q positions over `key` [B, Hkv, k, D]."""
+def sdpa(query, key, value, scaling, visible: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, Hq, q, D] causal attention of the last q positions over `key` [B, Hkv, k, D]. `visible` [B, Hkv, k]
+    (bool, from `LayerMemory.visible`): keys where it is False get no attention (hidden tokens)."""
     q_len, k_len = query.shape[2], key.shape[2]
-    if q_len == k_len:
+    if visible is None and q_len == k_len:
         return F.scaled_dot_product_attention(query, key, value, is_causal=q_len > 1, scale=scaling, enable_gqa=True)
     mask = causal_mask(q_len, k_len, query.device)
+    if visible is not None:
+        seen = visible.repeat_interleave(query.shape[1] // key.shape[1], dim=1).unsqueeze(2)  # [B, Hq, 1, k]
+        mask = seen if mask is None else seen & mask
     return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling, enable_gqa=True)
 
 
-def group_probs(query, key, scaling) -> torch.Tensor:
-    """Attention probabilities [B, Hkv, G, q, k] of the last q positions, per query head of each KV group.
+def group_probs(query, key, scaling, visible: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention probabilities [B, Hkv, G, q, k] of the last q positions, per query head of each KV group
+    (`visible` as in `sdpa`).
 
     The query heads of each KV group are stacked along the rows, so K^T is multiplied once per KV
     head (never copied per query head)."""
@@ -62,6 +69,8 @@ def group_probs(query, key, scaling) -> torch.Tensor:
     if q_len > 1:  # only the block of the queries' own keys needs masking
         future = torch.ones(q_len, q_len, dtype=torch.bool, device=query.device).triu(1)
         logits[..., k_len - q_len :].masked_fill_(future, float("-inf"))
+    if visible is not None:
+        logits.masked_fill_(~visible[:, :, None, None, :], float("-inf"))
     return torch.softmax(logits, dim=-1, out=logits)
 
 
@@ -110,7 +119,8 @@ class UpdateSchedule:
     @classmethod
     def for_forward(cls, session, mem, q_len: int) -> "UpdateSchedule":
         policy = session.policy
-        at_end = policy.update_at_prompt_end or session.force_prompt_end_update
+        # hold_prompt_end: the driver runs the prompt-end update itself (kvzip, after its reconstruction)
+        at_end = (policy.update_at_prompt_end or session.force_prompt_end_update) and not session.hold_prompt_end
         return cls(policy.n_up, mem.since_update, q_len, at_end and session.prompt_ends_here(q_len))
 
     def segments(self) -> list[Segment]:
@@ -152,10 +162,14 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
             raise ValueError(f"layer {module.layer_idx} has a sliding window of {window} tokens; the adapter must "
                              f"leave it to its window, not hand it to the policy")
         return windowed_attention(module, session, query, key, value, scaling, window)
+    if mem is not None and session.replay is not None:
+        return replay_attention(session, mem, query, key, value, scaling), None
     if mem is None or not session.policy.evicts or session.compression_done:
+        visible = None
         if mem is not None:
+            visible = mem.visible()
             mem.advance(query.shape[2])
-        return sdpa(query, key, value, scaling).transpose(1, 2).contiguous(), None
+        return sdpa(query, key, value, scaling, visible).transpose(1, 2).contiguous(), None
 
     policy = session.policy
     q_len = query.shape[2]
@@ -166,19 +180,24 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
         # The whole forward is first computed in one SDPA call, exactly as the unmodified model
         # does (so a policy that evicts nothing is bit-identical); only the queries after an
         # eviction inside this forward are computed again, against the reduced cache.
-        output = sdpa(query, key, value, scaling)
+        output = sdpa(query, key, value, scaling, mem.visible())
+    updated = False
     for seg in UpdateSchedule.for_forward(session, mem, q_len).segments():
         n_keys = len(mem) - (q_len - seg.end)  # the tokens after this segment are not visible yet
         keys, values = mem.keys[:, :, :n_keys], mem.values[:, :, :n_keys]
         segment = query[:, :, seg.start : seg.end]
-        if not shared and mem.keys is not key:  # evicted earlier in this forward
-            output[:, :, seg.start : seg.end] = sdpa(segment, keys, values, scaling)
+        # evicted earlier in this forward, or tokens hidden there (which may evict nothing)
+        if not shared and (mem.keys is not key or (updated and HIDDEN in mem.state)):
+            output[:, :, seg.start : seg.end] = sdpa(segment, keys, values, scaling, mem.visible(n_keys))
         mem.advance(seg.end - seg.start)
+        if policy.observes_queries:
+            observe_queries(session, mem, segment, n_keys, module.layer_idx)
         if policy.observes:
             observe(session, mem, segment, keys, scaling, seg,
                     (values, output[:, :, seg.start : seg.end]) if shared else None)
         if seg.updates:
             run_update(session, mem)
+            updated = True
     return output.transpose(1, 2).contiguous(), None
 
 
@@ -202,11 +221,12 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
     With `shared` = (values, out), also write the attention output of those rows into `out`."""
     started = time.perf_counter()
     n_rows, n_keys = segment.shape[2], keys.shape[2]
+    seen = mem.visible(n_keys)
     for block in range(0, n_rows, session.observe_rows):
         rows = segment[:, :, block : block + session.observe_rows]
         visible = n_keys - n_rows + block + rows.shape[2]
         with torch.no_grad():
-            probs = group_probs(rows, keys[:, :, :visible], scaling)
+            probs = group_probs(rows, keys[:, :, :visible], scaling, None if seen is None else seen[..., :visible])
         if shared is not None:
             values, out = shared
             b, hkv, group, r, _ = probs.shape
@@ -215,6 +235,42 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
         with torch.no_grad():
             averaged = group_mean(probs)
             session.policy.observe(mem, averaged, n_rows - block - rows.shape[2] + seg.rows_after)
+    session.observe_seconds += time.perf_counter() - started
+
+
+def replay_attention(session, mem, query, key, value, scaling) -> torch.Tensor:
+    """A KVzip reconstruction forward (adapters.hf.kvzip): the layer's output is plain attention over the whole
+    cache; the policy gets, per KV head, the largest attention each context token of the chunk receives from
+    these queries (max over rows and over the query heads of the group), with the softmax taken, as kvpress's
+    KVzipPress takes it, over the sinks, the chunk's context tokens and the reconstruction tokens only."""
+    chunk = session.replay
+    output = sdpa(query, key, value, scaling, mem.visible())
+    q_len = query.shape[2]
+    sink, width = min(chunk.n_sink, chunk.start), chunk.end - chunk.start
+    keys = torch.cat([key[:, :, :sink], key[:, :, chunk.start : chunk.end], key[:, :, -q_len:]], dim=2)
+    best = None
+    started = time.perf_counter()
+    with torch.no_grad():
+        for block in range(0, q_len, session.observe_rows):
+            rows = query[:, :, block : block + session.observe_rows]
+            probs = group_probs(rows, keys[:, :, : sink + width + block + rows.shape[2]], scaling)
+            top = probs[..., sink : sink + width].amax(dim=(2, 3))
+            best = top if best is None else torch.maximum(best, top)
+        session.policy.observe_replay(mem, best, chunk.start, chunk.end)
+    session.observe_seconds += time.perf_counter() - started
+    return output.transpose(1, 2).contiguous()
+
+
+def observe_queries(session, mem, segment, n_keys: int, layer_idx: int) -> None:
+    """Hand the policy the segment's queries before RoPE (inverse rotation, adapters.hf.rope), every query
+    head, with their positions and the layer's rotary embedding."""
+    from adapters.hf.rope import unrotate
+
+    started = time.perf_counter()
+    positions = mem.positions[0, 0, n_keys - segment.shape[2] : n_keys]
+    rotary = session.rotaries.get(layer_idx)
+    with torch.no_grad():
+        session.policy.observe_queries(mem, unrotate(segment, positions, rotary), positions, rotary)
     session.observe_seconds += time.perf_counter() - started
 
 

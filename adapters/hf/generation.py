@@ -25,18 +25,23 @@ class Generation:
     update_seconds: float = 0.0  # inside the above: policy.select + eviction
     fraction_at_update: float = 1.0  # kept / processed right after the last update, mean over layers
     processed_tokens: int = 0  # prompt and fed tokens, kept or evicted
+    replay_seconds: float = 0.0  # inside prefill: kvzip's context reconstruction and its update
 
 
 @torch.no_grad()
 def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
                     prefill_chunk: int = 512, eos_token_id: int | list[int] | None = None,
                     return_logits: bool = False, observe_rows: int = 128, cache=None,
-                    shared_attention: bool = False, context_end: int | None = None) -> Generation:
+                    shared_attention: bool = False, context_end: int | None = None,
+                    replay_prompt=None) -> Generation:
     """Greedy decoding under `policy`. `cache`: a `MemoryCache` that already holds the prompt's first
     tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them.
 
     `context_end` (query-agnostic protocol, as kvpress evaluates): the prompt's first `context_end` tokens
     are the context, compressed when it ends (whatever the policy's `update_at_prompt_end`); the rest (question, answer prefix) and the generated tokens are then appended uncompressed.
+
+    A policy that `replays_context` (kvzip) runs only there: after the context, the reconstruction forwards of
+    `replay_prompt` (`adapters.hf.kvzip.replay_prompt(tokenizer)`) and then its update.
 
     A wrong argument (ids empty, not integers or outside the vocabulary; a count below its minimum; a policy
     that is not a MemoryPolicy) is refused with a UserError naming it."""
@@ -45,11 +50,16 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     check_int("max_new_tokens", max_new_tokens, 0)
     check_int("prefill_chunk", prefill_chunk, 1)
     check_int("observe_rows", observe_rows, 1)
+    replays = getattr(policy, "replays_context", False)
+    if replays and (context_end is None or replay_prompt is None):
+        raise ValueError(f"{policy.name} compresses a whole context after reconstructing it: it needs context_end "
+                         f"(the query-agnostic protocol) and replay_prompt")
     if input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
+    replay_seconds = 0.0
     with attach(model, policy, observe_rows=observe_rows, shared_attention=shared_attention) as session:
         started = time.perf_counter()
         n_prompt = input_ids.shape[1]
@@ -59,7 +69,12 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
             if not 0 < context_end < n_prompt:
                 raise ValueError(f"context_end {context_end} must fall inside the prompt of {n_prompt} tokens")
             session.force_prompt_end_update = True
+            session.hold_prompt_end = replays
             cache, _ = prefill(model, session, input_ids[:, :context_end], prefill_chunk, cache)
+            if replays:
+                from adapters.hf.kvzip import reconstruct
+
+                replay_seconds = reconstruct(model, session, cache, input_ids[:, :context_end], replay_prompt, _forward)
             session.compression_done = True
             cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
         prefilled = time.perf_counter()
@@ -68,7 +83,7 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     return Generation(rows, cache.fraction(), cache.kept_tokens(), kept_logits,
                       sum(fractions) / len(fractions) if fractions else cache.fraction(),
                       prefilled - started, finished_at - prefilled, session.observe_seconds,
-                      session.update_seconds, cache.fraction_at_update(), cache.processed_tokens())
+                      session.update_seconds, cache.fraction_at_update(), cache.processed_tokens(), replay_seconds)
 
 
 def decode(model, cache, logits: torch.Tensor, n_prompt: int, max_new_tokens: int, eos: set[int],

@@ -1,17 +1,26 @@
 """Memory policies behind one interface: NAMM and the baselines it is compared to."""
+from core.policies.adakv import AdaKV
 from core.policies.base import Budget, BudgetPolicy, MemoryPolicy, Schedule
+from core.policies.expected_attention import ExpectedAttention
 from core.policies.full import FullCache
 from core.policies.h2o import H2O
+from core.policies.kvzip import KVzip
 from core.policies.l2 import L2Norm
 from core.policies.random_policy import RandomEviction
 from core.policies.recency import Recency
 from core.policies.snapkv import SnapKV
 from core.policies.tova import TOVA, TOVAPerHead
 
-BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, TOVAPerHead, SnapKV, RandomEviction)}
+BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, TOVAPerHead, SnapKV, RandomEviction,
+                                        ExpectedAttention, KVzip)}
 
 __all__ = ["Budget", "BudgetPolicy", "MemoryPolicy", "Schedule", "FullCache", "H2O", "L2Norm", "RandomEviction",
-           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "BASELINES", "make_policy"]
+           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "ExpectedAttention", "AdaKV", "KVzip", "BASELINES", "make_policy", "wrapped_names"]
+
+
+def wrapped_names() -> tuple[str, ...]:
+    """The wrapper policies' names over every baseline: adakv(h2o), adakv(snapkv), ..."""
+    return tuple(f"adakv({name})" for name in BASELINES)
 
 
 def make_policy(name: str, budget=None, ckpt: str | None = None, schedule: Schedule | None = None,
@@ -33,6 +42,8 @@ def make_policy(name: str, budget=None, ckpt: str | None = None, schedule: Sched
         if schedule is not None:
             namm.use_schedule(schedule)
         return namm
+    if name.startswith("adakv(") and name.endswith(")"):  # a head-adaptive budget over a scorer
+        return AdaKV(make_policy(name[len("adakv("):-1], budget, ckpt, **kwargs))
     if name not in BASELINES:
         raise ValueError(f"unknown policy {name!r}; choose from full, namm, {', '.join(BASELINES)}")
     return BASELINES[name](budget if budget is not None else 0.5, **kwargs)

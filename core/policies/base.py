@@ -5,7 +5,8 @@ the attention probabilities of each processed block of queries over the observed
 GQA-averaged to KV heads (`observe`). Every `n_up` processed tokens (and, with
 `update_at_prompt_end`, when a prompt ends) the adapter calls `select`, which returns the per-head
 indices to keep (ascending, same count for every head) or None to keep everything. Both come from the
-policy's `Schedule`; policies compared with each other share one.
+policy's `Schedule`; policies compared with each other share one. A policy that sets `observes_queries` also
+gets each segment's queries before RoPE (`observe_queries`, Expected Attention).
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ class MemoryPolicy:
     name = "policy"
     revision = 1  # raised when a rule changes what it keeps, so stored results made by the old rule are redone
     observes = False  # needs attention rows
+    observes_queries = False  # needs each segment's queries before RoPE (`observe_queries`)
+    replays_context = False  # compresses a whole context after reconstructing it (kvzip; adapters.hf.kvzip)
     evicts = True  # False only for the full cache, which lets the adapter skip all bookkeeping
 
     def __init__(self, n_up: int | None = None, update_at_prompt_end: bool | None = None,
@@ -63,6 +66,12 @@ class MemoryPolicy:
         """`probs` [B, H_kv, rows, V]: attention of a block of queries over the first V of the P observed
         tokens (the later ones are invisible to these rows); `rows_left`: queries still to come
         before the next update."""
+
+    def observe_queries(self, mem: LayerMemory, queries: torch.Tensor, positions: torch.Tensor, rotary) -> None:
+        """Called only if `observes_queries`, once per segment of new tokens, before `observe`: `queries`
+        [B, H_q, rows, D] are the segment's queries of every query head before RoPE, `positions` [rows] their
+        absolute positions, `rotary(positions) -> (cos, sin)` (each [n, D]) the layer's rotary embedding, so
+        that `x * cos + rotate_half(x) * sin` rotates x to those positions (None for a model without RoPE)."""
 
     def select(self, mem: LayerMemory) -> torch.Tensor | None:
         return None

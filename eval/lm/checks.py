@@ -10,7 +10,8 @@ from pathlib import Path
 from core.errors import UserError
 
 BENCHMARKS = ("builtin", "longbench", "infinitebench", "choubun")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # becomes a file name: no separators, no "..", no "."
+# becomes a file name: no separators, no "..", no "."; parentheses for wrappers such as adakv(snapkv)
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.()-]*$")
 
 
 def known_tasks(benchmark: str) -> tuple[str, ...]:
@@ -28,8 +29,19 @@ def known_tasks(benchmark: str) -> tuple[str, ...]:
 
 
 def policy_names() -> tuple[str, ...]:
-    from core.policies import BASELINES
-    return ("full", "namm", *BASELINES)
+    from core.policies import BASELINES, wrapped_names
+    return ("full", "namm", *BASELINES, *wrapped_names())
+
+
+REPLAYING = ("kvzip", "adakv(kvzip)")  # compress a whole context after reconstructing it (adapters.hf.kvzip)
+
+
+def refuse_replaying(names, why: str) -> None:
+    """One line where kvzip cannot run (`why`: what compresses here instead of a whole context)."""
+    for name in names:
+        if name in REPLAYING:
+            raise UserError(f"--policies {name}: kvzip compresses a whole context once, after reconstructing it, "
+                            f"and cannot run here ({why}); it runs in eval.lm --protocol query-agnostic")
 
 
 def name_list(option: str, text: str, known) -> list[str]:
@@ -88,6 +100,8 @@ def validate_run_args(args) -> list[str]:
     protocol = getattr(args, "protocol", "whole-prompt")
     if protocol not in PROTOCOLS:
         raise UserError(f"--protocol: unknown {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if protocol != "query-agnostic":
+        refuse_replaying(policies, "the whole-prompt protocol compresses prompts with their question")
     if protocol == "query-agnostic" and args.benchmark != "builtin":
         raise UserError("--protocol query-agnostic needs items split into context and question: only the "
                         "builtin tasks are, for now")

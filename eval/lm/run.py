@@ -163,6 +163,13 @@ def run_policies(args, setup: policy_setup.PolicySetup | None = None) -> dict:
     checks.check_prompt_lengths(taskset.items, tokenizer, model, args.benchmark)
     out = Path(args.out_dir)
     query_agnostic = args.protocol == "query-agnostic"
+    replaying = [n for n in setup.names if n in checks.REPLAYING]
+    if replaying:  # only query-agnostic here (checks); the schedule must not update inside a context
+        longest = max(question_token(tokenizer, item) for item in taskset.items)
+        if longest >= setup.schedule.n_up:
+            raise UserError(f"--policies {replaying[0]}: contexts reach {longest} tokens and every policy updates "
+                            f"every {setup.schedule.n_up}, inside a context, where kvzip cannot run; give --n-up "
+                            f"above the longest context (one compression per context, as kvpress compresses)")
     results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, **setup.as_json(),
                      "protocol": args.protocol,
                      "policies": {}}
@@ -187,13 +194,19 @@ def run_policies(args, setup: policy_setup.PolicySetup | None = None) -> dict:
                         ids = tokenizer(item.text, return_tensors="pt").input_ids
                         context_end = question_token(tokenizer, item) if query_agnostic else None
                         policy = setup.build(name, budgets[item.id])
+                        replay = {}
+                        if getattr(policy, "replays_context", False):  # kvzip (query-agnostic only: checks)
+                            from adapters.hf.kvzip import replay_prompt
+
+                            replay = {"replay_prompt": replay_prompt(tokenizer)}
                         started = time.perf_counter()
                         gen = greedy_generate(model, ids, policy, max_new_tokens=item.max_new_tokens,
-                                              eos_token_id=tokenizer.eos_token_id, context_end=context_end)
+                                              eos_token_id=tokenizer.eos_token_id, context_end=context_end, **replay)
                         row = {"id": item.id, "prediction": tokenizer.decode(gen.tokens[0], skip_special_tokens=True),
                                "cache_fraction": gen.cache_fraction, "fraction_at_update": gen.fraction_at_update,
                                "prompt_tokens": ids.shape[1], "processed_tokens": gen.processed_tokens,
-                               "seconds": time.perf_counter() - started, "settings": settings[item.id]}
+                               "seconds": time.perf_counter() - started, "replay_seconds": gen.replay_seconds,
+                               "settings": settings[item.id]}
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                         sink.flush()
                         done[item.id] = row
@@ -207,6 +220,8 @@ def run_policies(args, setup: policy_setup.PolicySetup | None = None) -> dict:
                 "item_scores": [taskset.score(task, [it], [r["prediction"]]) for it, r in zip(task_items, rows)],
                 "cache_fraction": sum(r["cache_fraction"] for r in rows) / len(rows),
                 "seconds_per_item": sum(r["seconds"] for r in rows) / len(rows),
+                # kvzip's context reconstruction, inside seconds_per_item (0 for every other policy)
+                "replay_seconds_per_item": sum(r.get("replay_seconds", 0.0) for r in rows) / len(rows),
                 "n": len(rows),
                 "budget": sum(given) / len(given) if given else None,
             }
@@ -270,9 +285,10 @@ def add_normalised(results: dict, chance: dict[str, float] | None = None) -> Non
 
 def format_table(results: dict) -> str:
     tasks = results["tasks"]
-    head = (f"{'policy':<10}" + "".join(f"{t[:18]:>20}" for t in tasks)
+    w = max([10] + [len(name) + 1 for name in results["policies"]])  # adakv(expected_attention) is long
+    head = (f"{'policy':<{w}}" + "".join(f"{t[:18]:>20}" for t in tasks)
             + f"{'mean':>9}{'norm.':>8}{'95% interval':>16}{'cache':>7}{'budget':>8}")
-    lines = [f"{'':<10}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
+    lines = [f"{'':<{w}}" + "".join(f"{'score / cache':>20}" for _ in tasks)]
     protocol = {"query-agnostic": "query-agnostic: the context compressed when it ends, the question appended "
                                   "uncompressed",
                 "whole-prompt": "whole prompt compressed, question included"}[results.get("protocol", "whole-prompt")]
@@ -289,8 +305,14 @@ def format_table(results: dict) -> str:
         interval = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "n/a"
         budgets = [per_task[t]["budget"] for t in tasks if per_task[t].get("budget") is not None]
         budget = f"{sum(budgets) / len(budgets):.2f}" if budgets else "-"
-        lines.append(f"{name:<10}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}"
+        lines.append(f"{name:<{w}}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}"
                      f"{budget:>8}")
+    for name, per_task in results["policies"].items():
+        replay = [per_task[t].get("replay_seconds_per_item", 0.0) for t in tasks]
+        if any(replay):
+            total = sum(per_task[t]["seconds_per_item"] for t in tasks) / len(tasks)
+            lines.append(f"{name}: its context reconstruction took {sum(replay) / len(replay):.2f} s/item "
+                         f"(of {total:.2f} s/item in all)")
     for task, fmt in results.get("prompt_formats", {}).items():
         if fmt == builtin_tasks.PLAIN_NO_TEMPLATE:
             lines.append(f"{task}: plain prompts (calibrated in the chat template; this model has none)")

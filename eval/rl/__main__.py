@@ -28,7 +28,7 @@ from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, cli_main, on_interrupt
 from core.lock import FolderLock
 from eval import inputs, policy_setup
-from eval.lm.checks import at_least, name_list, policy_names
+from eval.lm.checks import at_least, name_list, policy_names, refuse_replaying
 from eval.lm.resume_key import checkpoint_sha256
 from eval.policy_results import NUMBER, OPTIONAL_NUMBER, PolicyResults, file_sha256
 from eval.rl.envs import MAX_EPISODE_STEPS, canonical_env
@@ -156,6 +156,7 @@ def validate_args(args) -> tuple[str, Path, policy_setup.PolicySetup]:
     except ValueError as err:
         raise UserError(f"--env: {err}") from None
     names = name_list("--policies", args.policies, ("window", *policy_names()))
+    refuse_replaying(names, "the Decision Transformer's cache is updated step by step")
     for option, value in (("--episodes", args.episodes), ("--batch", args.batch),
                           ("--max-steps", args.max_steps), ("--threads", args.threads)):
         at_least(option, value, 1)

@@ -41,7 +41,7 @@ from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, cli_main, on_interrupt
 from core.lock import FolderLock
 from eval import inputs, policy_setup
-from eval.lm.checks import at_least, name_list, policy_names
+from eval.lm.checks import at_least, name_list, policy_names, refuse_replaying
 from eval.lm.resume_key import checkpoint_sha256
 from eval.policy_results import NUMBER, OBJECT, OPTIONAL_NUMBER, PolicyResults, model_identity
 from eval.video import longvideobench as lvb
@@ -210,6 +210,7 @@ def plot(results: dict, path: Path) -> None:
 def validate_args(args) -> policy_setup.PolicySetup:
     """Every argument, before data or model load; returns the policies' setup."""
     names = name_list("--policies", args.policies, policy_names())
+    refuse_replaying(names, "a video prompt is compressed as it streams, and its frames are not tokens to repeat")
     for option, value in (("--frames", args.frames), ("--limit", args.limit), ("--n-test", args.n_test),
                           ("--max-new-tokens", args.max_new_tokens), ("--threads", args.threads)):
         at_least(option, value, 1)  # --limit 0 used to mean "no limit": omit it for that

@@ -83,10 +83,11 @@ def _main(argv=None) -> int:
     from eval.video.models import load_video_chat
     from zoo.video.frame_text import FrameText
 
-    from eval.lm.checks import at_least, name_list, policy_names
+    from eval.lm.checks import at_least, name_list, policy_names, refuse_replaying
     from zoo.video.smol_llava import META
 
     names = name_list("--policies", args.policies, policy_names())
+    refuse_replaying(names, "a video prompt is compressed as it streams")
     for option, value in (("--frames", args.frames), ("--limit", args.limit), ("--n-test", args.n_test),
                           ("--threads", args.threads)):
         at_least(option, value, 1)
