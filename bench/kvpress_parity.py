@@ -102,7 +102,7 @@ def make_press(kvpress, name: str, ratio: float, window: int, kernel: int):
 
 
 def make_ours(name: str, budget, window: int, kernel: int):
-    from core.policies import make_policy
+    from core.registry import make_policy
 
     extra = {"window": window, "kernel": kernel} if name in ("snapkv", "adakv(snapkv)") else {}
     # one update, at the prompt's (or the context's) end: n_up larger than any prompt here

@@ -55,7 +55,8 @@ def make_policy(name: str):
     import torch
 
     from core.namm import NAMM
-    from core.policies import FullCache, make_policy as build
+    from core.policies import FullCache
+    from core.registry import make_policy as build
 
     if name == "full":
         return FullCache()

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
-from core.policies import MemoryPolicy, Schedule, make_policy
+from core.policies import MemoryPolicy, Schedule
+from core.registry import make_policy
 from eval.lm.checks import at_least, fraction, namm_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]

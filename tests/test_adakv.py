@@ -10,7 +10,8 @@ from adapters.hf import attach
 from adapters.hf.attention import NAME, group_probs, memory_attention, register
 from adapters.hf.generation import _forward, prefill
 from core.memory import HIDDEN, LayerMemory
-from core.policies import AdaKV, BudgetPolicy, L2Norm, SnapKV, make_policy
+from core.policies import AdaKV, BudgetPolicy, L2Norm, SnapKV
+from core.registry import make_policy
 from tests.test_adapter_llama import tiny_llama
 
 

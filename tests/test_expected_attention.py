@@ -7,7 +7,8 @@ import torch
 
 from adapters.hf import attach, greedy_generate
 from core.memory import LayerMemory
-from core.policies import ExpectedAttention, make_policy
+from core.policies import ExpectedAttention
+from core.registry import make_policy
 from tests.test_adapter_llama import tiny_llama
 
 

@@ -7,13 +7,7 @@ _spec = importlib.util.spec_from_file_location("import_circles", REPO / "scripts
 import_circles = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(import_circles)
 
-# Circles still open, each owned by another change; remove an entry when its circle is gone (the test below
-# fails on a listed circle that no longer exists, so the list cannot go stale).
-KNOWN = [
-    # core.policies.make_policy imports core.namm inside a function; core.namm imports core.policies.base,
-    # which runs core/policies/__init__.py first (found by this test; core/policies is being reworked apart).
-    ["core.namm", "core.policies"],
-]
+KNOWN: list[list[str]] = []  # circles still open (none): a listed one that is gone fails the test below
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

@@ -10,7 +10,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from adapters.hf import greedy_generate
 from adapters.hf.kvzip import ReplayPrompt, chunk_inputs
-from core.policies import KVzip, make_policy
+from core.policies import KVzip
+from core.registry import make_policy
 from tests.test_adapter_llama import tiny_llama
 
 PROMPT = ReplayPrompt(first=torch.tensor([[5, 6, 7]]), later=torch.tensor([[8, 9]]), suffix=torch.tensor([[10]]))

@@ -10,7 +10,8 @@ from adapters.hf import attach, greedy_generate
 from core.memory import LayerMemory
 from core.namm import NAMM, NAMMConfig
 from core.namm_x import BASELINE_HEAD_MODES, BASELINE_READOUTS, baseline_readout, rank01
-from core.policies import Schedule, make_policy
+from core.policies import Schedule
+from core.registry import make_policy
 from tests.test_adapter_llama import tiny_llama
 
 

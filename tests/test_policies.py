@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from core.memory import LayerMemory
-from core.policies import H2O, TOVA, TOVAPerHead, Budget, L2Norm, RandomEviction, Recency, SnapKV, make_policy
+from core.policies import H2O, TOVA, TOVAPerHead, Budget, L2Norm, RandomEviction, Recency, SnapKV
+from core.registry import make_policy
 
 
 def memory(n_tokens=10, heads=1, keys=None):

@@ -6,7 +6,8 @@ import torch
 
 from adapters.hf import greedy_generate
 from core.namm import NAMM
-from core.policies import Schedule, make_policy
+from core.policies import Schedule
+from core.registry import make_policy
 from eval.lm.checks import policy_names
 from tests.test_adapter_llama import tiny_llama
 

@@ -1,4 +1,5 @@
-"""Memory policies behind one interface: NAMM and the baselines it is compared to."""
+"""Memory policies behind one interface: the baselines the NAMM is compared to (core/registry.py builds any
+policy, the NAMM included, by name)."""
 from core.policies.adakv import AdaKV
 from core.policies.base import Budget, BudgetPolicy, MemoryPolicy, Schedule
 from core.policies.expected_attention import ExpectedAttention
@@ -15,35 +16,4 @@ BASELINES = {cls.name: cls for cls in (Recency, H2O, L2Norm, TOVA, TOVAPerHead, 
                                         ExpectedAttention, KVzip)}
 
 __all__ = ["Budget", "BudgetPolicy", "MemoryPolicy", "Schedule", "FullCache", "H2O", "L2Norm", "RandomEviction",
-           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "ExpectedAttention", "AdaKV", "KVzip", "BASELINES", "make_policy", "wrapped_names"]
-
-
-def wrapped_names() -> tuple[str, ...]:
-    """The wrapper policies' names over every baseline: adakv(h2o), adakv(snapkv), ..."""
-    return tuple(f"adakv({name})" for name in BASELINES)
-
-
-def make_policy(name: str, budget=None, ckpt: str | None = None, schedule: Schedule | None = None,
-                **kwargs) -> MemoryPolicy:
-    """Build a policy by name: "full", "namm" (needs `ckpt`, or "zeros"), or a baseline with `budget`.
-
-    `schedule`, when given, is the one object every policy of a comparison updates on (a NAMM refuses one
-    that contradicts what its checkpoint's config.json sets)."""
-    if schedule is not None:
-        kwargs["schedule"] = schedule
-    if name == "full":
-        return FullCache(**kwargs)
-    if name == "namm":
-        from core.namm import NAMM
-
-        if ckpt is None:
-            raise ValueError("policy 'namm' needs a checkpoint folder (or 'zeros' for the all-zero NAMM)")
-        namm = NAMM.zeros() if ckpt == "zeros" else NAMM.from_pretrained(ckpt)
-        if schedule is not None:
-            namm.use_schedule(schedule)
-        return namm
-    if name.startswith("adakv(") and name.endswith(")"):  # a head-adaptive budget over a scorer
-        return AdaKV(make_policy(name[len("adakv("):-1], budget, ckpt, **kwargs))
-    if name not in BASELINES:
-        raise ValueError(f"unknown policy {name!r}; choose from full, namm, {', '.join(BASELINES)}")
-    return BASELINES[name](budget if budget is not None else 0.5, **kwargs)
+           "Recency", "SnapKV", "TOVA", "TOVAPerHead", "ExpectedAttention", "AdaKV", "KVzip", "BASELINES"]

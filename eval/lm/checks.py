@@ -29,7 +29,8 @@ def known_tasks(benchmark: str) -> tuple[str, ...]:
 
 
 def policy_names() -> tuple[str, ...]:
-    from core.policies import BASELINES, wrapped_names
+    from core.policies import BASELINES
+    from core.registry import wrapped_names
     return ("full", "namm", *BASELINES, *wrapped_names())
 
 

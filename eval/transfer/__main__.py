@@ -121,7 +121,7 @@ def panel_for(step: Step, results: dict):
 def analyse(args, out: Path) -> dict:
     """The NAMM's kept fraction per layer and ages of kept tokens on a few items of each modality."""
     from adapters.loading import load_model
-    from core.policies import make_policy
+    from core.registry import make_policy
     from eval.lm import builtin_tasks
     from eval.rl.dt_model import load_dt
     from eval.transfer import analysis
@@ -142,7 +142,7 @@ def analyse(args, out: Path) -> dict:
 def _video_stats(args, analysis):
     import torch
 
-    from core.policies import make_policy
+    from core.registry import make_policy
     from eval.video import mlvu
     from eval.video.__main__ import builtin_split, first_per_task
     from eval.video.models import load_video_chat
