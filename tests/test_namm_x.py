@@ -181,10 +181,9 @@ def test_a_baseline_readout_keeps_exactly_what_the_baseline_keeps_on_smollm2(smo
 
     model, tokenizer = smollm2
     schedule = Schedule(256, True)
-    for item in make_items("fact_qa", 1, 600, seed=11, tokenizer=tokenizer) + \
-            make_items("phonebook", 1, 600, seed=12, tokenizer=tokenizer):
-        ids = tokenizer(render(item, tokenizer), return_tensors="pt").input_ids
-        for budget in (0.5, 0.25):
-            theirs = decisions(model, ids, make_policy(baseline, budget=budget, schedule=schedule), new_tokens=3)
-            ours = decisions(model, ids, namm_x(baseline, budget, schedule), new_tokens=3)
-            assert_same_decisions(ours, theirs)
+    item = make_items("phonebook", 1, 600, seed=12, tokenizer=tokenizer)[0]
+    ids = tokenizer(render(item, tokenizer), return_tensors="pt").input_ids
+    for budget in (0.5, 0.25):
+        theirs = decisions(model, ids, make_policy(baseline, budget=budget, schedule=schedule), new_tokens=2)
+        ours = decisions(model, ids, namm_x(baseline, budget, schedule), new_tokens=2)
+        assert_same_decisions(ours, theirs)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from core.policies import Schedule
 from eval import policy_setup
 from eval.lm import builtin_tasks, checks
-from eval.lm.bootstrap import normalised_interval
+from eval.lm.bootstrap import difference_interval, normalised_interval
 from eval.plots import ForestRow, forest
 from core.atomic import remove_stale_temporaries, write_json_atomic
 from core.errors import UserError, on_interrupt
@@ -280,6 +280,14 @@ def add_normalised(results: dict, chance: dict[str, float] | None = None) -> Non
             if at_chance:
                 summary["normalised_above_chance_ci95"] = normalised_interval(
                     items, full_items, [t for t in per_task if t not in at_chance])
+            namm = results["policies"].get("namm")
+            if namm and name not in ("namm", "full") and all("item_scores" in v for v in namm.values()):
+                namm_items = {t: v["item_scores"] for t, v in namm.items()}
+                gap = _mean_ratio(per_task, full, per_task)
+                namm_norm = _mean_ratio(namm, full, namm)
+                if gap is not None and namm_norm is not None:
+                    summary["vs_namm"] = gap - namm_norm
+                    summary["vs_namm_ci95"] = difference_interval(items, namm_items, full_items, list(per_task))
         results.setdefault("summary", {})[name] = summary
 
 
@@ -307,6 +315,10 @@ def format_table(results: dict) -> str:
         budget = f"{sum(budgets) / len(budgets):.2f}" if budgets else "-"
         lines.append(f"{name:<{w}}{cells}{s['mean_score']:>9.1f}{norm:>8}{interval:>16}{s['cache_fraction']:>7.2f}"
                      f"{budget:>8}")
+    gaps = [(name, s) for name, s in results["summary"].items() if s.get("vs_namm_ci95")]
+    if gaps:
+        lines.append("normalised score minus the NAMM's on the same items (paired 95% bootstrap interval): " + ", ".join(
+            f"{name} {s['vs_namm']:+.3f} [{s['vs_namm_ci95'][0]:+.3f}, {s['vs_namm_ci95'][1]:+.3f}]" for name, s in gaps))
     for name, per_task in results["policies"].items():
         replay = [per_task[t].get("replay_seconds_per_item", 0.0) for t in tasks]
         if any(replay):
