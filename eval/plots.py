@@ -113,7 +113,11 @@ def budget_sweep(lines: dict[str, list[tuple[float, float, tuple[float, float] |
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if lines or points or full is not None:
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no normalised score (the full cache scored 0 on every task)", ha="center",
+                transform=ax.transAxes, fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
 

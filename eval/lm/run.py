@@ -372,7 +372,24 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out-dir", default="runs/lm")
 
 
+def write_one(results: dict, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(folder / "results.json", results)
+    plot(results, folder / "score_vs_cache.png")
+
+
 def run(args) -> int:
+    from eval.lm import sweep
+
+    budgets = sweep.budgets_of(args.budget)
+    if len(budgets) > 1:
+        setups = {b: validate(sweep.one_budget(args, b)) for b in budgets}  # every budget, before any runs
+        on_interrupt(f"the predictions made so far are in {Path(args.out_dir) / 'preds'}; rerun the same command "
+                     f"to continue from them")
+        out = Path(args.out_dir)
+        with FolderLock(out, "eval.lm output folder"):
+            remove_stale_temporaries(out)
+            return sweep.run_sweep(args, setups, run_policies, write_one)
     setup = validate(args)
     on_interrupt(f"the predictions made so far are in {Path(args.out_dir) / 'preds'}; rerun the same command to "
                  f"continue from them")
