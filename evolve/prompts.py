@@ -28,9 +28,10 @@ def seed_label(*parts) -> str:
 
 
 def continuation_ids(tokenizer, prompt_text: str, prompt_ids: torch.Tensor, answer: str) -> torch.Tensor:
-    """Tokens of `answer` as they follow `prompt_text` (a space first unless the prompt ends in one or in
-    an opening quote); tokenised together with the prompt when that leaves the prompt's tokens intact."""
-    sep = "" if prompt_text[-1:] in (" ", "\n", '"', "'") else " "
+    """Tokens of `answer` as they follow `prompt_text` (a space first unless the prompt ends in one, in
+    an opening quote or in a CSV comma); tokenised together with the prompt when that leaves the prompt's
+    tokens intact."""
+    sep = "" if prompt_text[-1:] in (" ", "\n", '"', "'", ",") else " "
     joint = tokenizer(prompt_text + sep + answer, return_tensors="pt").input_ids[0]
     n = prompt_ids.shape[-1]
     if joint.shape[0] > n and torch.equal(joint[:n], prompt_ids.flatten()):

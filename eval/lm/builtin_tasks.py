@@ -1,8 +1,9 @@
 """A generated long-context suite that runs offline and is deterministic from a seed.
 
-Seven tasks: passkey retrieval, multi-key needle-in-a-haystack, key-value retrieval, variable
-tracking, few-shot classification, question answering over generated facts among distractors, and
-looking up a person in a directory table.
+Ten tasks: passkey retrieval, multi-key needle-in-a-haystack, key-value retrieval, variable
+tracking, few-shot classification, question answering over generated facts among distractors,
+looking up a person in a directory table, looking up one column of one row of a CSV table, joining
+two CSV tables (a two-hop question), and looking up the row of a CSV table that meets two conditions.
 Each item carries the user prompt, the answer(s), the options present in the context (for the
 "first_option" metric and the chance level) and an answer prefix that primes the reply.
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 TASKS = ("passkey", "multikey_niah", "kv_retrieval", "variable_tracking", "fewshot_classification", "fact_qa",
-         "phonebook")
+         "phonebook", "table_lookup", "table_join", "table_two_keys")
 
 # Calibrated formats (see eval/lm/CALIBRATION.md): whether to wrap the prompt in the chat template.
 DEFAULT_CHAT = {
@@ -28,6 +29,9 @@ DEFAULT_CHAT = {
     "fewshot_classification": False,
     "fact_qa": False,
     "phonebook": False,
+    "table_lookup": False,
+    "table_join": False,
+    "table_two_keys": True,
 }
 
 MAX_NEW_TOKENS = {
@@ -38,6 +42,9 @@ MAX_NEW_TOKENS = {
     "fewshot_classification": 6,
     "fact_qa": 8,
     "phonebook": 8,
+    "table_lookup": 8,
+    "table_join": 12,
+    "table_two_keys": 8,
 }
 
 
@@ -335,6 +342,90 @@ def _phonebook(rng, length, count) -> Item:
                 numbers)
 
 
+TABLE_ROWS = 8
+
+
+def _csv(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    return f"{title} (CSV):\n" + ",".join(header) + "\n" + "\n".join(",".join(r) for r in rows) + "\n"
+
+
+def _table_item(rng, length, count, task, block, question, answer, options, prefix) -> Item:
+    """One CSV block at a random depth in filler text; the question is asked before and after the text."""
+    head = "The text below contains a table. Answer the question about it."
+    budget = length - count(head) - count(block) - 2 * count(question) - 16
+    body = " ".join(_insert(rng, _fill(rng, budget, count, _bland_sentence), [block]))
+    prompt = f"{head} {question}\n\n{body}\n\n{question}"
+    # The prefix starts the asked row on a new line, as in the table, so the reply continues that row.
+    return Item(task, prompt, [answer], "first_option", prefix, options, "\n")
+
+
+def _table_lookup(rng, length, count) -> Item:
+    """A CSV table of TABLE_ROWS rows (city, code, name, year), one row a city; the question asks the code of
+    the row of one city. Unlike phonebook the key is one column among several, under a header line."""
+    cities = rng.sample(_CITIES, TABLE_ROWS)
+    codes = _distinct(rng, lambda: _digits(rng, 5), TABLE_ROWS)
+    people = [f"{first} {last}" for first, last in
+              zip(rng.sample(_NAMES, TABLE_ROWS), rng.sample(_SURNAMES, TABLE_ROWS))]
+    years = _distinct(rng, lambda: str(rng.randint(1950, 2020)), TABLE_ROWS)
+    block = _csv("Table", ("city", "code", "name", "year"), list(zip(cities, codes, people, years)))
+    target = rng.randrange(TABLE_ROWS)
+    question = f"What is the code of the row whose city is {cities[target]}?"
+    return _table_item(rng, length, count, "table_lookup", block, question, codes[target], codes,
+                       f"{cities[target]},")
+
+
+JOIN_ROWS = 5
+
+
+def _table_join(rng, length, count) -> Item:
+    """Two CSV tables at independent random depths: employees (name, company) and companies (id, company,
+    city); the question asks the city a person works in, so the answer needs a row of each table.
+
+    The answer prefix starts a joined table (name, company, city) with one other employee's row, then the
+    asked person's name: the reply writes that person's company (first table), then its city (second).
+    The gold continuation is `company,city`; a reply is scored by the first city it names (chance 1/5).
+    """
+    people = [f"{first} {last}" for first, last in
+              zip(rng.sample(_NAMES, JOIN_ROWS), rng.sample(_SURNAMES, JOIN_ROWS))]
+    companies = [w.capitalize() for w in rng.sample(_KEY_WORDS, JOIN_ROWS)]
+    cities = rng.sample(_CITIES, JOIN_ROWS)
+    order_a, order_b = rng.sample(range(JOIN_ROWS), JOIN_ROWS), rng.sample(range(JOIN_ROWS), JOIN_ROWS)
+    employees = _csv("Employees", ("name", "company"), [(people[i], companies[i]) for i in order_a])
+    # The id column puts a comma before the company, as in the joined row the reply writes.
+    offices = _csv("Companies", ("id", "company", "city"),
+                   [(str(k + 1), companies[i], cities[i]) for k, i in enumerate(order_b)])
+    target = rng.randrange(JOIN_ROWS)
+    example = rng.choice([i for i in range(JOIN_ROWS) if i != target])
+    head = "The text below contains two tables. Answer the question about them."
+    question = f"In which city does {people[target]} work?"
+    budget = length - count(head) - count(employees) - count(offices) - 2 * count(question) - 40
+    body = " ".join(_insert(rng, _fill(rng, budget, count, _bland_sentence), [employees, offices]))
+    prompt = f"{head} {question}\n\n{body}\n\n{question}"
+    prefix = (f"name,company,city\n{people[example]},{companies[example]},{cities[example]}\n"
+              f"{people[target]},")
+    return Item("table_join", prompt, [f"{companies[target]},{cities[target]}", cities[target]], "first_option",
+                prefix, cities)
+
+
+def _table_two_keys(rng, length, count) -> Item:
+    """A CSV table (city, color, code, name) where each of 4 cities and each of 4 colors is in two rows and
+    no (city, color) pair repeats; the question names a city and a color, so one condition alone leaves
+    two rows. The prefix writes both conditions as the row starts; the reply should continue with the code."""
+    cities, colors = rng.sample(_CITIES, 4), rng.sample(_CATEGORIES["color"], 4)
+    pairs = [(cities[i], colors[i]) for i in range(4)] + [(cities[i], colors[(i + 1) % 4]) for i in range(4)]
+    rng.shuffle(pairs)
+    codes = _distinct(rng, lambda: _digits(rng, 5), TABLE_ROWS)
+    people = [f"{first} {last}" for first, last in
+              zip(rng.sample(_NAMES, TABLE_ROWS), rng.sample(_SURNAMES, TABLE_ROWS))]
+    block = _csv("Table", ("city", "color", "code", "name"),
+                 [(c, k, code, p) for (c, k), code, p in zip(pairs, codes, people)])
+    target = rng.randrange(TABLE_ROWS)
+    city, color = pairs[target]
+    question = f"What is the code of the row whose city is {city} and whose color is {color}?"
+    return _table_item(rng, length, count, "table_two_keys", block, question, codes[target], codes,
+                       f"{city},{color},")
+
+
 _BUILDERS = {
     "passkey": _passkey,
     "multikey_niah": _multikey,
@@ -343,6 +434,9 @@ _BUILDERS = {
     "fewshot_classification": _fewshot,
     "fact_qa": _fact_qa,
     "phonebook": _phonebook,
+    "table_lookup": _table_lookup,
+    "table_join": _table_join,
+    "table_two_keys": _table_two_keys,
 }
 
 
