@@ -57,9 +57,34 @@ def read_json_object(path, what: str = "a JSON object") -> dict:
     return data
 
 
+def interrupt_quietly_while_starting() -> None:
+    """For a command's `__main__` module, before its heavy imports (torch, transformers take seconds): a Ctrl-C
+    while they load ends the process with one line and status 130, not an import traceback. `cli_main`
+    hands Ctrl-C back to Python once the command's own code runs."""
+    import os
+    import signal
+
+    def stop(signum, frame):
+        print("interrupted: while the command was starting; nothing was written", file=sys.stderr, flush=True)
+        os._exit(INTERRUPTED_STATUS)
+
+    signal.signal(signal.SIGINT, stop)
+
+
+def _restore_interrupt() -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not \
+            signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def cli_main(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Run `main(argv)`; a UserError becomes `error: MESSAGE` on stderr and status 2, Ctrl-C one line
     `interrupted: ...` (see `on_interrupt`) and status 130."""
+    if not _depth:
+        _restore_interrupt()
     outer_note = list(_interrupt_note)
     _depth.append(main)
     try:

@@ -7,6 +7,11 @@ Every policy updates on one schedule: the NAMM checkpoint's where its config.jso
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 
 import torch

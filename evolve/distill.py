@@ -15,6 +15,11 @@ be passed as `init_from` to the same config.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import json
 import tempfile

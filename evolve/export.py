@@ -9,6 +9,11 @@ destination and renamed into place, so a reader never sees half of it.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import shutil
 import sys

@@ -5,6 +5,11 @@ Without a mode name, `run` is assumed: `python -m eval.lm --tasks ... --policies
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import sys
 

@@ -9,6 +9,11 @@ command is in the report) with its own folder under OUT, so a rerun reuses what 
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import json
 import shlex

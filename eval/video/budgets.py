@@ -13,6 +13,11 @@ one line per baseline across its budgets, the NAMM at its cache fraction, the fu
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import json
 import sys

@@ -10,6 +10,11 @@ share of the kept tokens that are caption tokens, and writes the numbers to --ou
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import sys
 from pathlib import Path

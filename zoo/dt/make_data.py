@@ -11,6 +11,11 @@ Episodes last at most 1000 steps; `timeouts` is set on the step where the limit 
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import sys
 import json

@@ -12,6 +12,11 @@ PHASES is the recipe the shipped model was built with; its time on 2 cores is in
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import json
 from pathlib import Path

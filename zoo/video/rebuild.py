@@ -22,6 +22,11 @@ any stage runs unless --overwrite is given (then it is replaced whole).
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, status 130
+    from core.errors import interrupt_quietly_while_starting
+
+    interrupt_quietly_while_starting()
+
 import argparse
 import gc
 import hashlib
