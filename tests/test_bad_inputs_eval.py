@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from eval.lm.builtin_tasks import MAX_NEW_TOKENS
 
 NAMM = REPO / "checkpoints" / "namm-smollm2"
 DT_HOPPER = REPO / "checkpoints" / "dt-hopper"
@@ -177,7 +178,8 @@ CASES = [
     ("cal-lengths-abc", ["eval.lm", "calibrate", "--lengths", "200,abc"],
      "--lengths: expected comma-separated whole numbers, got 'abc'"),
     ("cal-lengths-0", ["eval.lm", "calibrate", "--lengths", "0"], "--lengths: each value must be at least 64, got 0"),
-    ("cal-lengths-huge", ["eval.lm", "calibrate", "--lengths", "99999999"], "--lengths: each value must be at most 8184"),
+    ("cal-lengths-huge", ["eval.lm", "calibrate", "--lengths", "99999999"],
+     f"--lengths: each value must be at most {8192 - max(MAX_NEW_TOKENS.values())}"),  # the longest answer fits
     ("cal-tasks", ["eval.lm", "calibrate", "--tasks", "nope"], "--tasks: unknown name 'nope'"),
     ("cal-n-0", ["eval.lm", "calibrate", "--n", "0"], "--n: must be at least 1, got 0"),
     ("cal-n-huge", ["eval.lm", "calibrate", "--n", "99999999", "--lengths", "1000"], "--n: 99999999 items"),

@@ -132,7 +132,7 @@ REFUSED = [
     ("evolve.run into a checkpoint", ["evolve.run", "--config", "{sb}/toy.yaml", "--out", "{sb}/ckpt", "--no-progress"],
      "ckpt: the --out folder is not empty; it is not an evolution run folder; choose another --out"),
     ("evolve.run onto a file", ["evolve.run", "--config", "{sb}/toy.yaml", "--out", "{sb}/file.txt"],
-     "file.txt: the --out folder is a file"),
+     "file.txt: is a file, not a folder"),  # eval.inputs.output_folder's words: checked before the config is read
 ]
 
 
