@@ -34,7 +34,8 @@ def forward(model, ids, cache, start, policy=None, shared=False, prompt_final=No
         logits = model(**kwargs).logits[:, -1]
         return logits, time.perf_counter() - began
     with attach(model, policy, shared_attention=shared) as session:
-        session.prompt_final = prompt_final
+        if prompt_final is not None:  # True: this forward ends the prompt; False: more of the prompt follows
+            session.prompt.feeding(last=prompt_final)
         began = time.perf_counter()
         logits = model(**kwargs).logits[:, -1]
         return logits, time.perf_counter() - began

@@ -210,8 +210,7 @@ class NAMM(MemoryPolicy):
         for field, value in self.fixed_schedule.items():
             if wanted[field] != value:
                 raise ValueError(f"the NAMM's checkpoint sets {field} {value}; the schedule asks for {wanted[field]}")
-        self.config.n_up, self.config.update_at_prompt_end = schedule.n_up, schedule.at_prompt_end
-        self.schedule = schedule
+        self.schedule = schedule  # the one place the NAMM's cadence lives from now on (save_pretrained writes it)
 
     # --- the policy interface ---
     def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
@@ -280,7 +279,8 @@ class NAMM(MemoryPolicy):
 
         folder = check_folder_target(folder, "NAMM checkpoint folder")
         folder.mkdir(parents=True, exist_ok=True)
-        config = {"model_type": "namm", **asdict(self.config), "n_params": self.n_params}
+        config = {"model_type": "namm", **asdict(self.config), "n_up": self.schedule.n_up,
+                  "update_at_prompt_end": self.schedule.at_prompt_end, "n_params": self.n_params}
         tensors = {"params": self.params.contiguous(), "norm_mean": self.normaliser.mean.contiguous(),
                    "norm_var": self.normaliser.var.contiguous()}
         write_bytes_atomic(folder / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))

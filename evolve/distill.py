@@ -170,7 +170,7 @@ def _distill(args, out: Path, scratch: Path) -> int:
     length = args.length or stage.prompt_length
     prompts = [p for task in stage.tasks
                for p in fitness.source.draw(task, args.n, length, seed_label("distill", args.seed))]
-    n_up = student.config.n_up
+    n_up = student.n_up
     teacher_cls = BASELINES[args.teacher]
     records = collect(fitness.model, prompts, lambda: teacher_cls(args.budget, n_up=n_up, update_at_prompt_end=False),
                       student, args.record_prob, args.seed)

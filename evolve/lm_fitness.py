@@ -128,7 +128,7 @@ class LMFitness:
         from adapters.hf.prefix import SharedPrefix
 
         observer = NAMM.observer(self.config.namm_config())
-        return [SharedPrefix(self.model, p.ids, observer) if p.ids.shape[-1] > observer.config.n_up else None
+        return [SharedPrefix(self.model, p.ids, observer) if p.ids.shape[-1] > observer.n_up else None
                 for p in prompts]
 
     def _full_scores(self, task: str, prompts: list[Prompt], label: str, length: int) -> float:
@@ -196,7 +196,7 @@ class LMFitness:
             count = calibrate_normalisation(namm, self.model, ids)
             if count == 0:
                 raise ValueError(f"calibration saw no features: prompts of {length} tokens are shorter than the "
-                                 f"NAMM's n_up ({namm.config.n_up}); raise calibration_length or lower namm.n_up")
+                                 f"NAMM's n_up ({namm.n_up}); raise calibration_length or lower namm.n_up")
         stats = torch.stack([namm.normaliser.mean.double(), namm.normaliser.var.double()])
         stats = self.dist.broadcast(stats)
         namm.normaliser.mean = stats[0].float()

@@ -13,6 +13,7 @@ from core.memory import HIDDEN, LayerMemory
 from core.policies import AdaKV, BudgetPolicy, L2Norm, SnapKV
 from core.registry import make_policy
 from tests.test_adapter_llama import tiny_llama
+from adapters.hf.prompt_state import PromptState
 
 
 class Fixed(BudgetPolicy):
@@ -129,7 +130,7 @@ def test_attention_over_a_hidden_token_is_zero_on_one_layer():
 
     class Session:  # what memory_attention reads
         policy = L2Norm(0.5, n_up=10**6)
-        compression_done = True  # the plain path: no update, just attention with the mask
+        prompt = PromptState(compressed=True)  # the plain path: no update, just attention with the mask
         replay = None
         cache = None
 

@@ -41,7 +41,7 @@ def test_a_namm_checkpoint_binds_the_schedule_fields_its_config_sets(window_namm
     (folder / "config.json").write_text(json.dumps(config))
     free = Schedule(32, at_prompt_end=True)
     namm = make_policy("namm", ckpt=str(folder), schedule=free)
-    assert namm.schedule is free and (namm.config.n_up, namm.config.update_at_prompt_end) == (32, True)
+    assert namm.schedule is free and (namm.n_up, namm.update_at_prompt_end) == (32, True)
 
 
 @torch.no_grad()

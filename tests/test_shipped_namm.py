@@ -20,7 +20,7 @@ def test_shipped_namm_loads_with_its_evolution_record():
     assert namm.n_params == 4172 and namm.params.abs().sum() > 0
     assert not torch.allclose(namm.normaliser.mean, torch.zeros_like(namm.normaliser.mean))
     config = yaml.safe_load((SHIPPED / "evolution" / "config.yaml").read_text())
-    assert config["namm"]["n_up"] == namm.config.n_up
+    assert config["namm"]["n_up"] == namm.n_up
     log = [json.loads(line) for line in (SHIPPED / "evolution" / "log.jsonl").read_text().splitlines()]
     assert [row["generation"] for row in log] == list(range(len(log)))  # a run may stop before its last generation
     assert len(log) <= sum(s["generations"] for s in config["stages"])

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from adapters.hf import attention
 from adapters.hf.arguments import check_int, check_policy
 from adapters.hf.cache import MemoryCache
+from adapters.hf.prompt_state import PromptState
 from core.memory import LayerMemory
 from core.policies import FullCache, MemoryPolicy
 
@@ -21,14 +22,7 @@ class MemorySession:
         self.num_layers = num_layers
         self.observe_rows = int(observe_rows)
         self.cache: MemoryCache | None = None
-        # Set by a driver that feeds a prompt in chunks: whether the next forward ends the prompt.
-        # None (model.generate): the multi-token forward is the prompt, one-token forwards decode.
-        self.prompt_final: bool | None = None
-        # True after a query-agnostic context compression: later tokens are kept as they come, the policy
-        # neither observes nor evicts.
-        self.compression_done = False
-        self.force_prompt_end_update = False  # the context's end is an update for every policy
-        self.hold_prompt_end = False  # the driver runs the prompt-end update itself (kvzip)
+        self.prompt = PromptState()  # where the forwards stand in the prompt (set by the driver feeding it)
         self.replay = None  # during a KVzip reconstruction forward: the chunk scored (adapters.hf.kvzip)
         self.rotaries: dict = {}  # layer -> its RoPE (adapters.hf.rope), for a policy that observes queries
         self.n_updates = 0
@@ -43,9 +37,6 @@ class MemorySession:
             return None
         return self.cache.layers[layer_idx].mem
 
-    def prompt_ends_here(self, q_len: int) -> bool:
-        """Whether a forward of `q_len` new tokens ends a prompt (a one-token last chunk does too)."""
-        return q_len > 1 if self.prompt_final is None else self.prompt_final
 
 
 def _adapter_for(model):

@@ -118,10 +118,9 @@ class UpdateSchedule:
 
     @classmethod
     def for_forward(cls, session, mem, q_len: int) -> "UpdateSchedule":
-        policy = session.policy
-        # hold_prompt_end: the driver runs the prompt-end update itself (kvzip, after its reconstruction)
-        at_end = (policy.update_at_prompt_end or session.force_prompt_end_update) and not session.hold_prompt_end
-        return cls(policy.n_up, mem.since_update, q_len, at_end and session.prompt_ends_here(q_len))
+        prompt = session.prompt
+        ends = prompt.update_at_end(session.policy) and prompt.ends_prompt(q_len)
+        return cls(session.policy.n_up, mem.since_update, q_len, ends)
 
     def segments(self) -> list[Segment]:
         out, start, since = [], 0, self.since_update
@@ -164,7 +163,7 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
         return windowed_attention(module, session, query, key, value, scaling, window)
     if mem is not None and session.replay is not None:
         return replay_attention(session, mem, query, key, value, scaling), None
-    if mem is None or not session.policy.evicts or session.compression_done:
+    if mem is None or not session.policy.evicts or not session.prompt.observing():
         visible = None
         if mem is not None:
             visible = mem.visible()

@@ -68,14 +68,13 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
         else:
             if not 0 < context_end < n_prompt:
                 raise ValueError(f"context_end {context_end} must fall inside the prompt of {n_prompt} tokens")
-            session.force_prompt_end_update = True
-            session.hold_prompt_end = replays
+            session.prompt.context_ends_with_update(held=replays)
             cache, _ = prefill(model, session, input_ids[:, :context_end], prefill_chunk, cache)
             if replays:
                 from adapters.hf.kvzip import reconstruct
 
                 replay_seconds = reconstruct(model, session, cache, input_ids[:, :context_end], replay_prompt, _forward)
-            session.compression_done = True
+            session.prompt.frozen()
             cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
         prefilled = time.perf_counter()
         rows, kept_logits, fractions = decode(model, cache, logits, n_prompt, max_new_tokens, eos, return_logits)
@@ -117,9 +116,9 @@ def prefill(model, session, input_ids: torch.Tensor, prefill_chunk: int = 512, c
     logits = None
     for start in range(first, n_prompt, prefill_chunk):
         chunk = input_ids[:, start : start + prefill_chunk]
-        session.prompt_final = start + prefill_chunk >= n_prompt
+        session.prompt.feeding(last=start + prefill_chunk >= n_prompt)
         logits = _forward(model, chunk, cache, start)
-    session.prompt_final = None
+    session.prompt.reset()
     return cache, logits
 
 

@@ -24,7 +24,7 @@ from adapters.hf.generation import _forward
 def observer_key(namm) -> tuple:
     """What the shared state depends on: every NAMM with this key observes identically."""
     c = namm.config
-    key = (c.n_up, c.n_fft, c.hop, c.gamma)
+    key = (namm.n_up, c.n_fft, c.hop, c.gamma)
     if c.features != "paper":
         key += (c.features, c.spectrogram, c.snap_window)
     return key
@@ -38,10 +38,10 @@ def never_evicts(namm) -> bool:
 
 
 class SharedPrefix:
-    """The cache after the first `namm.config.n_up` tokens of `input_ids`, before any eviction."""
+    """The cache after the first `namm.n_up` tokens of `input_ids`, before any eviction."""
 
     def __init__(self, model, input_ids: torch.Tensor, observer, observe_rows: int = 128) -> None:
-        n_up = observer.config.n_up
+        n_up = observer.n_up
         if input_ids.dim() == 1:
             input_ids = input_ids.unsqueeze(0)
         if input_ids.shape[1] <= n_up:
@@ -56,7 +56,7 @@ class SharedPrefix:
         started = time.perf_counter()
         with torch.no_grad(), attach(model, observer, observe_rows=observe_rows) as session:
             self.cache = session.new_cache()
-            session.prompt_final = False  # the prompt goes on after the prefix
+            session.prompt.feeding(last=False)  # the prompt goes on after the prefix
             _forward(model, input_ids[:, :n_up].to(device), self.cache, 0)
         # The observer's update at token n_up kept everything; each member redoes it with its own scores.
         self.managed = sorted(session.managed)

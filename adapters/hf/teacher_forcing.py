@@ -48,10 +48,10 @@ def answer_after_prompt(model, session, cache, last_logits: torch.Tensor, answer
     answer_ids = answer_ids.flatten().to(last_logits.device)
     rows = [last_logits.float()]
     if answer_ids.numel() > 1:
-        session.prompt_final = False
+        session.prompt.continuing()
         logits = _forward(model, answer_ids[:-1].unsqueeze(0), cache, cache.get_seq_length(), all_logits=True)
         rows.append(logits[0].float())
-        session.prompt_final = None
+        session.prompt.reset()
     logprobs = torch.log_softmax(torch.cat(rows, dim=0), dim=-1).cpu()
     return AnswerRun(logprobs, answer_ids.cpu(), cache.fraction())
 
