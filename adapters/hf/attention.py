@@ -104,6 +104,17 @@ class Segment:
     updates: bool  # the policy updates (and may evict) once these queries are observed
     rows_after: int  # queries after `end` before the next update (what `observe`'s rows_left counts)
 
+    def keys_visible(self, cached: int, q_len: int) -> int:
+        """How many of the `cached` keys (this forward's `q_len` new ones included, last) the segment's queries
+        can see: all but the forward's tokens after the segment."""
+        return cached - (q_len - self.end)
+
+
+def keys_seen_by(n_keys: int, n_rows: int, block_end: int) -> int:
+    """Keys the queries of a block ending at row `block_end` (of `n_rows` rows whose own keys are the last
+    `n_rows` of `n_keys`) can see: up to the block's last query itself."""
+    return n_keys - (n_rows - block_end)
+
 
 @dataclass(frozen=True)
 class UpdateSchedule:
@@ -182,7 +193,7 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
         output = sdpa(query, key, value, scaling, mem.visible())
     updated = False
     for seg in UpdateSchedule.for_forward(session, mem, q_len).segments():
-        n_keys = len(mem) - (q_len - seg.end)  # the tokens after this segment are not visible yet
+        n_keys = seg.keys_visible(len(mem), q_len)
         keys, values = mem.keys[:, :, :n_keys], mem.values[:, :, :n_keys]
         segment = query[:, :, seg.start : seg.end]
         # evicted earlier in this forward, or tokens hidden there (which may evict nothing)
@@ -223,7 +234,8 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
     seen = mem.visible(n_keys)
     for block in range(0, n_rows, session.observe_rows):
         rows = segment[:, :, block : block + session.observe_rows]
-        visible = n_keys - n_rows + block + rows.shape[2]
+        block_end = block + rows.shape[2]
+        visible = keys_seen_by(n_keys, n_rows, block_end)
         with torch.no_grad():
             probs = group_probs(rows, keys[:, :, :visible], scaling, None if seen is None else seen[..., :visible])
         if shared is not None:
@@ -233,7 +245,8 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
             out[:, :, block : block + r] = attended.view(b, hkv * group, r, -1)
         with torch.no_grad():
             averaged = group_mean(probs)
-            session.policy.observe(mem, averaged, n_rows - block - rows.shape[2] + seg.rows_after)
+            rows_left = (n_rows - block_end) + seg.rows_after  # queries still to come before the next update
+            session.policy.observe(mem, averaged, rows_left)
     session.observe_seconds += time.perf_counter() - started
 
 
