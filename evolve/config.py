@@ -203,11 +203,42 @@ class _Checker:
         return value
 
 
-_TOP = {"stages", "fitness", "model", "dtype", "device", "threads", "seed", "popsize", "sigma0", "elite_ratio",
-        "diagonal", "active", "eval_every", "heldout_prompts", "heldout_seed", "calibration_prompts",
-        "calibration_length", "data", "data_dir", "namm", "init_from", "toy_target",
-        "cache_weight", "target_cache", "target_weight", "lm_metric", "shared_prefix", "logprob_clip", "init_readout"}
 _STAGE = {"name", "tasks", "generations", "prompts_per_task", "prompt_length"}
+
+
+# Each top-level setting: how it is checked (the _Checker method and its limits), in one table.
+_FIELDS = {
+    "fitness": ("string", {"choices": FITNESS_KINDS}),
+    "model": ("string", {}),
+    "dtype": ("string", {"choices": DTYPES}),
+    "device": ("string", {"choices": DEVICES}),
+    "threads": ("integer", {"minimum": 1, "optional": True}),
+    "seed": ("integer", {"minimum": 0}),
+    "popsize": ("integer", {"minimum": 2}),
+    "sigma0": ("number", {"positive": True}),
+    "elite_ratio": ("number", {"positive": True, "upper": 1.0}),
+    "diagonal": ("boolean", {}),
+    "active": ("boolean", {}),
+    "eval_every": ("integer", {"minimum": 1}),
+    "heldout_prompts": ("integer", {"minimum": 0}),
+    "heldout_seed": ("integer", {"minimum": 0}),
+    "calibration_prompts": ("integer", {"minimum": 1}),
+    "calibration_length": ("integer", {"minimum": 64, "optional": True}),
+    "data": ("string", {"choices": DATA_SOURCES}),
+    "data_dir": ("string", {"optional": True}),
+    "init_from": ("string", {"optional": True}),
+    "toy_target": ("number", {}),
+    "cache_weight": ("number", {}),
+    "target_cache": ("number", {"positive": True, "upper": 1.0, "optional": True}),
+    "target_weight": ("number", {"positive": True}),
+    "lm_metric": ("string", {"choices": LM_METRICS}),
+    "shared_prefix": ("boolean", {}),
+    "logprob_clip": ("number", {"positive": True}),
+    "init_readout": ("string", {"choices": INIT_READOUTS, "optional": True}),
+}
+
+
+_TOP = set(_FIELDS) | {"stages", "namm"}
 
 
 def _validate(data: dict, where: dict, source: str) -> EvolveConfig:
@@ -216,52 +247,33 @@ def _validate(data: dict, where: dict, source: str) -> EvolveConfig:
         if key not in _TOP:
             c.fail((key,), f"unknown setting; known: {', '.join(sorted(_TOP))}")
     defaults = EvolveConfig(stages=())
-    get = lambda key: data.get(key, getattr(defaults, key))  # noqa: E731
-    kw = {
-        "fitness": c.string(get("fitness"), ("fitness",), FITNESS_KINDS),
-        "model": c.string(get("model"), ("model",)),
-        "dtype": c.string(get("dtype"), ("dtype",), DTYPES),
-        "device": c.string(get("device"), ("device",), DEVICES),
-        "threads": c.integer(get("threads"), ("threads",), 1, optional=True),
-        "seed": c.integer(get("seed"), ("seed",), 0),
-        "popsize": c.integer(get("popsize"), ("popsize",), 2),
-        "sigma0": c.number(get("sigma0"), ("sigma0",), positive=True),
-        "elite_ratio": c.number(get("elite_ratio"), ("elite_ratio",), positive=True, upper=1.0),
-        "diagonal": c.boolean(get("diagonal"), ("diagonal",)),
-        "active": c.boolean(get("active"), ("active",)),
-        "eval_every": c.integer(get("eval_every"), ("eval_every",), 1),
-        "heldout_prompts": c.integer(get("heldout_prompts"), ("heldout_prompts",), 0),
-        "heldout_seed": c.integer(get("heldout_seed"), ("heldout_seed",), 0),
-        "calibration_prompts": c.integer(get("calibration_prompts"), ("calibration_prompts",), 1),
-        "calibration_length": c.integer(get("calibration_length"), ("calibration_length",), 64, optional=True),
-        "data": c.string(get("data"), ("data",), DATA_SOURCES),
-        "data_dir": c.string(get("data_dir"), ("data_dir",), optional=True),
-        "init_from": c.string(get("init_from"), ("init_from",), optional=True),
-        "toy_target": c.number(get("toy_target"), ("toy_target",)),
-        "cache_weight": c.number(get("cache_weight"), ("cache_weight",)),
-        "target_weight": c.number(get("target_weight"), ("target_weight",), positive=True),
-        "lm_metric": c.string(get("lm_metric"), ("lm_metric",), LM_METRICS),
-        "shared_prefix": c.boolean(get("shared_prefix"), ("shared_prefix",)),
-        "logprob_clip": c.number(get("logprob_clip"), ("logprob_clip",), positive=True),
-        "init_readout": c.string(get("init_readout"), ("init_readout",), INIT_READOUTS, optional=True),
-    }
-    target = get("target_cache")
-    if target is not None:
-        target = c.number(target, ("target_cache",), positive=True, upper=1.0)
-    kw["target_cache"] = target
+    kw = {}
+    for key, (kind, limits) in _FIELDS.items():
+        value = data.get(key, getattr(defaults, key))
+        kw[key] = None if value is None and limits.get("optional") else getattr(c, kind)(value, (key,), **{
+            k: v for k, v in limits.items() if k != "optional" or kind in ("integer", "string")})
+    _check_combinations(c, kw)
+    kw["namm"] = _namm(c, data.get("namm", defaults.namm), kw)
+    kw["stages"] = _stages(c, data.get("stages"), kw["fitness"], kw["data"])
+    return EvolveConfig(**kw)
+
+
+def _check_combinations(c: _Checker, kw: dict) -> None:
     if kw["fitness"] == "lm" and kw["data"] == "longbench" and kw["data_dir"] is None:
         c.fail(("data_dir",), "data 'longbench' needs the folder of LongBench's <task>.jsonl files (pass --data-dir)")
     if kw["seed"] == kw["heldout_seed"]:
         c.fail(("heldout_seed",), "must differ from 'seed' (held-out prompts come from another seed)")
     if int(kw["popsize"] * kw["elite_ratio"]) < 1:
         c.fail(("elite_ratio",), "popsize x elite_ratio must keep at least one member")
-    namm = get("namm")
-    if namm is None:
-        namm = {}
-    if not isinstance(namm, dict):
-        c.fail(("namm",), f"expected a mapping of NAMM config fields, got {namm!r}")
+
+
+def _namm(c: _Checker, namm, kw: dict) -> dict:
+    """The `namm` mapping: known NAMMConfig fields with values a NAMM runs with; init_readout's needs."""
     from core.namm import NAMMConfig
 
+    namm = {} if namm is None else namm
+    if not isinstance(namm, dict):
+        c.fail(("namm",), f"expected a mapping of NAMM config fields, got {namm!r}")
     known = set(NAMMConfig.__dataclass_fields__)
     for key in namm:
         if key not in known:
@@ -279,9 +291,7 @@ def _validate(data: dict, where: dict, source: str) -> EvolveConfig:
             c.fail(("init_readout",), "a baseline's readout is a NAMM-X start: set namm.features to namm_x")
         if kw["init_from"] is not None:
             c.fail(("init_readout",), "give init_from or init_readout, not both")
-    kw["namm"] = dict(namm)
-    kw["stages"] = _stages(c, data.get("stages"), kw["fitness"], kw["data"])
-    return EvolveConfig(**kw)
+    return dict(namm)
 
 
 def _stages(c: _Checker, raw, fitness: str, data_source: str) -> tuple[Stage, ...]:
