@@ -45,15 +45,7 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
 
     A wrong argument (ids empty, not integers or outside the vocabulary; a count below its minimum; a policy
     that is not a MemoryPolicy) is refused with a UserError naming it."""
-    check_policy(policy)
-    check_ids("input_ids", input_ids, vocab_size(model))
-    check_int("max_new_tokens", max_new_tokens, 0)
-    check_int("prefill_chunk", prefill_chunk, 1)
-    check_int("observe_rows", observe_rows, 1)
-    replays = getattr(policy, "replays_context", False)
-    if replays and (context_end is None or replay_prompt is None):
-        raise ValueError(f"{policy.name} compresses a whole context after reconstructing it: it needs context_end "
-                         f"(the query-agnostic protocol) and replay_prompt")
+    check_arguments(model, input_ids, policy, max_new_tokens, prefill_chunk, observe_rows, context_end, replay_prompt)
     if input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
@@ -66,16 +58,8 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
         if context_end is None:
             cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
         else:
-            if not 0 < context_end < n_prompt:
-                raise ValueError(f"context_end {context_end} must fall inside the prompt of {n_prompt} tokens")
-            session.prompt.context_ends_with_update(held=replays)
-            cache, _ = prefill(model, session, input_ids[:, :context_end], prefill_chunk, cache)
-            if replays:
-                from adapters.hf.kvzip import reconstruct
-
-                replay_seconds = reconstruct(model, session, cache, input_ids[:, :context_end], replay_prompt, _forward)
-            session.prompt.frozen()
-            cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
+            cache, logits, replay_seconds = prefill_context_first(model, session, input_ids, context_end,
+                                                                  prefill_chunk, cache, replay_prompt)
         prefilled = time.perf_counter()
         rows, kept_logits, fractions = decode(model, cache, logits, n_prompt, max_new_tokens, eos, return_logits)
         finished_at = time.perf_counter()
@@ -83,6 +67,38 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
                       sum(fractions) / len(fractions) if fractions else cache.fraction(),
                       prefilled - started, finished_at - prefilled, session.observe_seconds,
                       session.update_seconds, cache.fraction_at_update(), cache.processed_tokens(), replay_seconds)
+
+
+def check_arguments(model, input_ids, policy, max_new_tokens, prefill_chunk, observe_rows, context_end,
+                    replay_prompt) -> None:
+    """A UserError naming the first wrong argument of `greedy_generate`."""
+    check_policy(policy)
+    check_ids("input_ids", input_ids, vocab_size(model))
+    check_int("max_new_tokens", max_new_tokens, 0)
+    check_int("prefill_chunk", prefill_chunk, 1)
+    check_int("observe_rows", observe_rows, 1)
+    if getattr(policy, "replays_context", False) and (context_end is None or replay_prompt is None):
+        raise ValueError(f"{policy.name} compresses a whole context after reconstructing it: it needs context_end "
+                         f"(the query-agnostic protocol) and replay_prompt")
+    n_prompt = input_ids.shape[-1]
+    if context_end is not None and not 0 < context_end < n_prompt:
+        raise ValueError(f"context_end {context_end} must fall inside the prompt of {n_prompt} tokens")
+
+
+def prefill_context_first(model, session, input_ids, context_end: int, prefill_chunk: int, cache, replay_prompt):
+    """The query-agnostic protocol: the context, compressed when it ends (after kvzip's reconstruction for a
+    policy that replays it), then the rest of the prompt kept as it comes. (cache, last logits, replay seconds)."""
+    replays = getattr(session.policy, "replays_context", False)
+    session.prompt.context_ends_with_update(held=replays)
+    cache, _ = prefill(model, session, input_ids[:, :context_end], prefill_chunk, cache)
+    replay_seconds = 0.0
+    if replays:
+        from adapters.hf.kvzip import reconstruct
+
+        replay_seconds = reconstruct(model, session, cache, input_ids[:, :context_end], replay_prompt, _forward)
+    session.prompt.frozen()
+    cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
+    return cache, logits, replay_seconds
 
 
 def decode(model, cache, logits: torch.Tensor, n_prompt: int, max_new_tokens: int, eos: set[int],
