@@ -23,14 +23,9 @@ import pytest
 
 from conftest import REPO
 
+from tests.test_evolve_export import TOY  # the same toy run
+
 CHECKPOINTS = REPO / "checkpoints"
-TOY = """
-fitness: toy
-popsize: 4
-eval_every: 2
-stages:
-  - {name: one, tasks: [a], generations: 2, prompts_per_task: 1, prompt_length: 64}
-"""
 
 
 def digest(folder: Path) -> dict[str, str]:
