@@ -91,9 +91,13 @@ NOTES = """## Formats tried (SmolLM2-135M-Instruct, 1000 tokens, 4-6 items each)
     joined table `name,company,city\\nP,`: 0/8 (no city written); with one other employee's joined row in
     the prefix: 2/8; with an id column in the companies table (`id,company,city`, so a comma precedes
     the company there as in the row the reply writes): 3/10 plain, 4/10 chat; with `--n 12`: plain 58.3,
-    chat 58.3; plain kept. In the table's runs the first hop (the company) is right in 15/20 replies at
-    1000 tokens and 14/20 at 2000; the city then in 10 and 7 of them. The graded fitness teacher-forces
-    `company,city` after the prefix, so both hops count.
+    chat 58.3; plain kept. With this one example row the table's commands gave 50.0 at 1000 tokens, 35.0
+    at 2000 and 33.3 at 1500 (the first hop, the company, right in 15/20 replies at 1000 and 14/20 at 2000,
+    the city then in 10 and 7 of them); on the same 12 items at 1500 two example rows scored 58.3 against
+    33.3, so the prefix has two (the table's rows; new items, as the draw of the examples moved the
+    generator: company right in 17/20 at 1000 and 11/20 at 2000, the city then in 12 and 8). The options
+    are the 5 cities (chance 20%); a guess that leaves out the two example cities has 1/3. The graded
+    fitness teacher-forces `company,city` after the prefix, so both hops count.
   - table_two_keys (each of 4 cities and 4 values in two rows, the question names both): `city,year,code,name`
     primed with `X,1987,`: 2/8; with a word column instead of years (adjectives in the scratch run, color
     names in the task): 3/8 plain, 7/8 chat; with `--n 12`: plain 33.3, chat 50.0; chat kept. Of the 10 wrong replies at 1000 tokens (20 items) 7 name the code of a row that
