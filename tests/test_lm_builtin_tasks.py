@@ -117,12 +117,14 @@ def test_table_join_needs_a_row_of_each_table(seed):
     assert item.prompt.count(city) == 1 and item.prompt.count(person) == 3  # table, question twice
     assert item.prompt.count(item.answers[0]) == 1
     assert sorted(item.options) == sorted(r["city"] for r in companies) and item.chance == 1 / bt.JOIN_ROWS
-    # the prefix starts a joined table with another employee's correct row, then the asked person
-    header, example, last = item.answer_prefix.split("\n")
-    name, company, example_city = example.split(",")
-    assert header == "name,company,city" and name != person and last == f"{person},"
-    assert {"name": name, "company": company} in employees
-    assert {"id": "x", "company": company, "city": example_city} in [dict(r, id="x") for r in companies]
+    # the prefix starts a joined table with other employees' correct rows, then the asked person
+    header, *examples, last = item.answer_prefix.split("\n")
+    assert header == "name,company,city" and last == f"{person}," and len(examples) == bt.JOIN_EXAMPLES
+    assert len(set(examples)) == len(examples)
+    for example in examples:
+        name, company, example_city = example.split(",")
+        assert name != person and {"name": name, "company": company} in employees
+        assert {"id": "x", "company": company, "city": example_city} in [dict(r, id="x") for r in companies]
     assert bt.score_item(item, f"{employee['company']},{city}\n") == 1.0
     wrong = next(r for r in companies if r["city"] != city)
     assert bt.score_item(item, f"{employee['company']},{wrong['city']}") == 0.0

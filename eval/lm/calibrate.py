@@ -68,6 +68,40 @@ NOTES = """## Formats tried (SmolLM2-135M-Instruct, 1000 tokens, 4-6 items each)
   same items in the chat template: 3/12.
 - fewshot_classification: the answer prefix must continue the examples' pattern (`...\nCategory:`);
   with a blank line before it the model names an example word (25% at 1000 tokens, 20 items).
+- table_lookup, table_join, table_two_keys (CSV tables in filler text; added for the NAMM-X fitness, issue 25).
+  Formats tried at 1000 tokens on items of a scratch generator (other item seeds than the table's), then
+  the kept format of each with `--tasks table_lookup,table_join,table_two_keys --lengths 1000 --n 12
+  --seed 0 --threads 1 --formats both` (its 12 items are the first 12 of the table's 20):
+  - table_lookup: a markdown table `| name | city | year | code |` asked "the code of the row whose city is
+    X", prefix `The code of the row whose city is X is`: 0/6 plain, 0/6 chat (the model writes `:` and filler);
+    markdown with the city first and the row primed (`| X |`): 0/6; CSV `city,name,year,code` primed with
+    `X,`: 2/6; CSV `name,city,year,code` keyed by the full name: 5/8; CSV `city,code,name,year` primed
+    with `X,` (the code right after the key): 6/8; with `--n 12`: plain 83.3, chat 75.0; plain kept.
+  - two-hop in sentences ("P works at the C." ... "The C is in X.", 5 people, the facts at independent
+    depths), in which city does P work: prefix `P works in`: 0/6 (the model names a workplace); prefix `P works
+    at the` with 24 new tokens: 0/8 with two-word names (Red Lantern bakery), 0/8 plain and 1/8 chat with
+    one-word companies (Glacier company): the first hop is right 6/8 but the reply then goes on with filler,
+    not with the company's sentence; with an answer-form example in the instruction: 0/8 plain, 0/8 chat;
+    prefix `The employer of P is the`: 0/8 (the reply has the pattern "C. The C is in X" but both hops wrong).
+  - aggregation, the most frequent visitor (5 people, the target in 4 log sentences, the others in 1):
+    5/8 plain, 6/8 chat, but with the first and last log sentences forced to name someone else 1/8 (0/8
+    with the others in 1-2 sentences): the model names a visitor at an edge of the log, it does not count.
+    Not kept.
+  - table_join, two CSV tables (employees `name,company`; companies `company,city`), prefix starting a
+    joined table `name,company,city\\nP,`: 0/8 (no city written); with one other employee's joined row in
+    the prefix: 2/8; with an id column in the companies table (`id,company,city`, so a comma precedes
+    the company there as in the row the reply writes): 3/10 plain, 4/10 chat; with `--n 12`: plain 58.3,
+    chat 58.3; plain kept. With this one example row the table's commands gave 50.0 at 1000 tokens, 35.0
+    at 2000 and 33.3 at 1500 (the first hop, the company, right in 15/20 replies at 1000 and 14/20 at 2000,
+    the city then in 10 and 7 of them); on the same 12 items at 1500 two example rows scored 58.3 against
+    33.3, so the prefix has two (the table's rows; new items, as the draw of the examples moved the
+    generator: company right in 17/20 at 1000 and 11/20 at 2000, the city then in 12 and 8). The options
+    are the 5 cities (chance 20%); a guess that leaves out the two example cities has 1/3. The graded
+    fitness teacher-forces `company,city` after the prefix, so both hops count.
+  - table_two_keys (each of 4 cities and 4 values in two rows, the question names both): `city,year,code,name`
+    primed with `X,1987,`: 2/8; with a word column instead of years (adjectives in the scratch run, color
+    names in the task): 3/8 plain, 7/8 chat; with `--n 12`: plain 33.3, chat 50.0; chat kept. Of the 10 wrong replies at 1000 tokens (20 items) 7 name the code of a row that
+    meets one of the two conditions (6 of 11 at 2000): the model partly matches one condition only.
 """
 
 
