@@ -129,3 +129,26 @@ def test_defaults_are_the_smollm2_llava_settings_that_separate_policies(monkeypa
     args = seen[0]
     assert args.model == str(video.REPO / "checkpoints" / "llava-video-smollm2")
     assert (args.frames, args.answer_format) == (64, answer_format)
+
+
+def test_a_budget_list_is_one_run_with_a_sweep_table(tmp_path, capsys):
+    """--budget 0.5,0.25: each budget's results in budget-<b>/, the full cache run once for both, and the
+    budgets table of eval.video.budgets (paired differences to the NAMM) over them."""
+    from eval.video.__main__ import main
+
+    before = torch.get_num_threads()
+    try:
+        assert main([*TINY, "--answer-format", "letter", "--policies", "full,namm,h2o", "--ckpt", "zeros",
+                     "--budget", "0.5,0.25", "--limit", "1", "--n-test", "4", "--n-up", "16",
+                     "--out-dir", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    for b in ("0.5", "0.25"):
+        results = json.loads((tmp_path / f"budget-{b}" / "results.json").read_text())
+        assert results["budget"] == float(b)
+        assert results["policies"]["h2o"]["budget"] == float(b)
+    stored = sorted(p.name.split(".")[0] for p in (tmp_path / "policies").glob("*.json"))
+    assert stored == ["full", "h2o", "h2o", "namm"]  # full and the (threshold) NAMM ran once for both budgets
+    sweep = json.loads((tmp_path / "sweep.json").read_text())
+    assert {float(r["budget"]) for r in sweep["rows"].values() if r["policy"] == "h2o"} == {0.5, 0.25}
+    assert (tmp_path / "sweep.md").is_file() and (tmp_path / "sweep.png").stat().st_size > 1000

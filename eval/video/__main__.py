@@ -303,13 +303,26 @@ def _main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.answer_format is None:  # LongVideoBench is scored by its letter rule only
         args.answer_format = "letter" if args.benchmark == "longvideobench" else "words"
-    setup = validate_args(args)  # every input, before data or model load and before anything is written
+    from eval.lm.sweep import budgets_of, one_budget
+
+    budgets = budgets_of(args.budget)
+    runs = [(b, one_budget(args, b)) for b in budgets]
+    setups = [validate_args(a) for _, a in runs]  # every input, before data or model load or any write
     out = Path(args.out_dir)
     with FolderLock(out, "eval.video output folder"):  # one writer at a time, as evolve.run's run folders
-        return _run(args, setup, out)
+        if len(budgets) == 1:
+            return _run(args, setups[0], out)
+        for (b, one), setup in zip(runs, setups):  # policies' results are shared: full and the NAMM run once
+            _run(one, setup, out, out / f"budget-{b}")
+        from eval.video import budgets as sweep
+
+        return sweep.main([*(str(out / f"budget-{b}") for b in budgets), "--out", str(out / "sweep")])
 
 
-def _run(args, setup, out: Path) -> int:
+def _run(args, setup, out: Path, results_dir: Path | None = None) -> int:
+    """One budget's run: each policy's result stored in `out`, the results and plot in `results_dir`."""
+    results_dir = out if results_dir is None else results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
     args.model = shipped_model(args.model)
     names = setup.names
     torch.set_num_threads(args.threads)
@@ -348,12 +361,12 @@ def _run(args, setup, out: Path) -> int:
             stored.save(name, settings, summary)
         results["policies"][name] = summary
         results["pending"] = names[i + 1:]
-        write_json_atomic(out / "results.json", results)  # what is done so far, after every policy
+        write_json_atomic(results_dir / "results.json", results)  # what is done so far, after every policy
     del results["pending"]
-    write_json_atomic(out / "results.json", results)
-    plot(results, out / "accuracy_vs_cache.png")
+    write_json_atomic(results_dir / "results.json", results)
+    plot(results, results_dir / "accuracy_vs_cache.png")
     print(format_table(results))
-    print(f"\nwrote {out / 'results.json'} and {out / 'accuracy_vs_cache.png'}")
+    print(f"\nwrote {results_dir / 'results.json'} and {results_dir / 'accuracy_vs_cache.png'}")
     return 0
 
 
