@@ -32,8 +32,8 @@ def add_arguments(parser, default: Schedule) -> None:
     parser.add_argument("--budget", default="0.5",
                         help="baselines' (and a top-k NAMM's) cache budget: a fraction, or 'matched' (the NAMM runs "
                              "first and each baseline gets the NAMM's cache fraction on the same item or episode); "
-                             "eval.lm and eval.video also take a list (0.5,0.25): one run, a table and a plot of score "
-                             "against budget")
+                             "eval.lm, eval.rl and eval.video also take a list (0.5,0.25): one run, a table and a plot of "
+                             "score against budget")
     parser.add_argument("--n-up", type=int, default=None,
                         help=f"every policy's update interval in tokens (default: the NAMM checkpoint's, "
                              f"else {default.n_up})")

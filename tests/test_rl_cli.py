@@ -102,3 +102,17 @@ def test_every_protocol_updates_on_one_schedule(tmp_path, monkeypatch, capsys, w
     assert rl.main(SHORT + ["--policies", "namm,h2o", "--ckpt", str(ckpt), "--n-up", "32",
                             "--out-dir", str(tmp_path / "b")]) == 2
     assert "--n-up: the NAMM checkpoint" in capsys.readouterr().err
+
+
+def test_a_budget_list_is_one_run_with_a_sweep_table(tmp_path, one_thread):
+    """--budget 0.5,0.25: each budget's results in budget-<b>/, the full cache run once for both, a sweep table."""
+    import eval.rl.__main__ as rl
+
+    assert rl.main(SHORT + ["--policies", "full,h2o", "--budget", "0.5,0.25", "--out-dir", str(tmp_path)]) == 0
+    for b in ("0.5", "0.25"):
+        results = json.loads((tmp_path / f"budget-{b}" / "results.json").read_text())
+        assert results["protocols"]["h2o"]["budget"] == float(b)
+    stored = sorted(p.name.split(".")[0] for p in (tmp_path / "policies").glob("*.json"))
+    assert stored == ["full", "h2o", "h2o"]
+    table = (tmp_path / "sweep.md").read_text()
+    assert "budget 0.25" in table and "| h2o |" in table and (tmp_path / "sweep.png").stat().st_size > 1000

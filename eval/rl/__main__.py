@@ -21,6 +21,7 @@ if __name__ == "__main__":  # a Ctrl-C while the imports below load: one line, s
     interrupt_quietly_while_starting()
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -29,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from core.policies import Schedule
-from core.atomic import remove_stale_temporaries, write_json_atomic
+from core.atomic import remove_stale_temporaries, write_json_atomic, write_text_atomic
 from core.errors import UserError, cli_main, on_interrupt
 from core.lock import FolderLock
 from eval import inputs, policy_setup
@@ -37,7 +38,7 @@ from eval.lm.checks import at_least, name_list, policy_names, refuse_replaying
 from eval.lm.resume_key import checkpoint_sha256
 from eval.policy_results import NUMBER, OPTIONAL_NUMBER, PolicyResults, file_sha256
 from eval.rl.envs import MAX_EPISODE_STEPS, canonical_env
-from eval.plots import ForestRow, forest
+from eval.plots import ForestRow, budget_sweep, forest
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=False)  # where no NAMM checkpoint or option sets it
@@ -203,13 +204,56 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    env, dt_path, setup = validate_args(args)  # every input, before the DT loads or anything is written
+    from eval.lm.sweep import budgets_of, one_budget
+
+    budgets = budgets_of(args.budget)
+    runs = [(b, one_budget(args, b)) for b in budgets]
+    checked = [validate_args(a) for _, a in runs]  # every input, before the DT loads or anything is written
+    env, dt_path, _ = checked[0]
     out = Path(args.out_dir or f"runs/rl/{env}")
     with FolderLock(out, "eval.rl output folder"):  # one writer at a time, as evolve.run's run folders
-        return _run(args, env, dt_path, setup, out)
+        if len(budgets) == 1:
+            return _run(args, env, dt_path, checked[0][2], out)
+        sweep = {}
+        for (b, one), (_, _, setup) in zip(runs, checked):  # results shared: window, full, the NAMM run once
+            _run(one, env, dt_path, setup, out, out / f"budget-{b}")
+            sweep[b] = json.loads((out / f"budget-{b}" / "results.json").read_text())["protocols"]
+        write_sweep(sweep, f"DT on {env}: {args.episodes} episodes", out)
+        return 0
 
 
-def _run(args, env: str, dt_path: Path, setup, out: Path) -> int:
+def write_sweep(sweep: dict[str, dict], title: str, out: Path) -> None:
+    """sweep.md (a row per protocol, its D4RL score and cache at each budget) and sweep.png (score against
+    budget, a line per baseline; window, full and a threshold NAMM as points or the dashed line)."""
+    budgets = list(sweep)
+    names = list(dict.fromkeys(n for rows in sweep.values() for n in rows))
+    lines = [f"# {title}", "", "| protocol | " + " | ".join(f"budget {float(b):g}: score ± s.d. / cache" for b in budgets)
+             + " |", "|---|" + "---|" * len(budgets)]
+    plotted, points, full = {}, {}, None
+    for name in names:
+        cells = []
+        for b in budgets:
+            r = sweep[b][name]
+            cells.append(f"{r['score_mean']:.1f} ± {r['score_std']:.1f} / {r['cache_fraction']:.2f}")
+            band = (r["score_mean"] - r["score_std"], r["score_mean"] + r["score_std"])
+            if name == "full":
+                full = r["score_mean"]
+            elif r.get("budget") is not None:
+                plotted.setdefault(name, []).append((float(b), r["score_mean"], band))
+            else:
+                points[name] = (r["cache_fraction"], r["score_mean"], band)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    write_text_atomic(out / "sweep.md", "\n".join(lines) + "\n")
+    budget_sweep(plotted, "D4RL normalised score (± 1 s.d. over episodes)", title, out / "sweep.png", full=full,
+                 points=points)
+    print("\n".join(lines))
+    print(f"\nwrote {out / 'sweep.md'} and {out / 'sweep.png'}")
+
+
+def _run(args, env: str, dt_path: Path, setup, out: Path, results_dir: Path | None = None) -> int:
+    """One budget's run: each protocol's result stored in `out`, the results and plot in `results_dir`."""
+    results_dir = out if results_dir is None else results_dir
+    results_dir.mkdir(parents=True, exist_ok=True)
     names = setup.names
     torch.set_num_threads(args.threads)
     remove_stale_temporaries(out)
@@ -238,14 +282,14 @@ def _run(args, env: str, dt_path: Path, setup, out: Path) -> int:
                 rows[name]["budget"] = setup.namm_budget
             stored.save(name, settings, rows[name])
         results["pending"] = names[len(rows):]
-        write_json_atomic(out / "results.json", results)  # what is done so far, after every protocol
+        write_json_atomic(results_dir / "results.json", results)  # what is done so far, after every protocol
     del results["pending"]
-    write_json_atomic(out / "results.json", results)
+    write_json_atomic(results_dir / "results.json", results)
     baselines = "baselines matched to the NAMM per episode" if setup.matched else f"baselines at {setup.budget:.0%}"
-    plot(rows, f"DT on {env}: {args.episodes} episodes, {baselines}", out / "score_vs_cache.png")
+    plot(rows, f"DT on {env}: {args.episodes} episodes, {baselines}", results_dir / "score_vs_cache.png")
     header = setup.header() + (f"\n({PROMPT_END_NOTE})" if setup.schedule.at_prompt_end else "")
     print(format_table(rows, header))
-    print(f"\nwrote {out / 'results.json'} and {out / 'score_vs_cache.png'}")
+    print(f"\nwrote {results_dir / 'results.json'} and {results_dir / 'score_vs_cache.png'}")
     return 0
 
 
