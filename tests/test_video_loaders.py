@@ -67,7 +67,10 @@ def test_mlvu_run_scores_present_videos_and_counts_missing(fixtures_dir, tmp_pat
     s = mlvu.summarize(rows)
     assert s["num"] == 7 and s["num_missing"] == 3
     assert s["per_task"]["plotQA"]["acc"] == 1.0 and s["per_task"]["needle"]["acc"] == 0.0
-    assert s["m_avg"] == pytest.approx(3 / 4)  # mean over the four tasks with an answered item
+    # a missing video is a wrong answer in its task (issue 29): M-Avg is over all seven tasks, three right
+    assert s["m_avg"] == pytest.approx(3 / 7)
+    missing_tasks = [t for t in mlvu.MC_TASKS if s["per_task"][t]["num_missing"]]
+    assert len(missing_tasks) == 3 and all(s["per_task"][t]["acc"] == 0.0 for t in missing_tasks)
     assert stats.frames == 32 and stats.frames_per_second > 0
     want = mlvu_indices(40, 8)
     assert all(max(abs(a - b) for a, b in zip(got, want)) <= 3 for got in seen)
