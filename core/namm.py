@@ -143,8 +143,8 @@ class NAMM(MemoryPolicy):
         self.params = torch.zeros(self.config.n_params) if params is None else torch.as_tensor(
             np.asarray(params, dtype=np.float32)).flatten()
         self._unflatten(self.params)  # validates the count
-        self.namm_x = NAMMXFeatures(self.config) if self.config.features == "namm_x" else None
         self.spectrogram = StreamingSpectrogram(self.config.n_fft, self.config.hop, self.config.gamma)
+        self.namm_x = NAMMXFeatures(self.config, self.spectrogram) if self.config.features == "namm_x" else None
         self.normaliser = FeatureNormaliser(self.config.n_freq, self.config.norm_eps)
         if norm_mean is not None:
             self.normaliser.mean = torch.as_tensor(np.asarray(norm_mean, dtype=np.float32))

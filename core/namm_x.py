@@ -31,7 +31,7 @@ import torch
 
 from core import signals
 from core.memory import LayerMemory
-from core.spectrogram import BUFFER, EMA, StreamingSpectrogram
+from core.spectrogram import StreamingSpectrogram
 
 SIGNALS = ("tova", "h2o", "snapkv", "l2", "recency")
 FLAGS = ("sink", "h2o_window", "snapkv_window")
@@ -78,33 +78,13 @@ def rank01(x: torch.Tensor) -> torch.Tensor:
     return ranks.to(torch.float32) / max(n - 1, 1)
 
 
-def flushed_spectrogram(spectrogram: StreamingSpectrogram, mem: LayerMemory) -> torch.Tensor:
-    """[B, H, P, n_freq]: the EMA as it would be if the samples still buffered (the newest 16-31 queries'
-    rows, which no complete frame holds yet) formed one more zero-padded frame. The stored state is
-    not changed: the next update sees the same rows again inside their real frame."""
-    ema = mem.state[EMA]  # [B, H, P, n_freq]
-    buffer = mem.state.field(BUFFER)
-    kept = buffer.time_length
-    if kept == 0:
-        return ema
-    samples = buffer.stored()  # [B, H, kept, P]
-    b, h, _, p = samples.shape
-    frame = samples.new_zeros(b, h, spectrogram.n_fft, p)
-    take = min(kept, spectrogram.n_fft)
-    frame[:, :, :take] = samples[:, :, kept - take:]
-    basis = spectrogram._basis_for(samples.device, samples.dtype)  # [2F, n_fft]
-    magnitudes = spectrogram._magnitudes(torch.einsum("fn,bhnp->bhfp", basis, frame), dim=2)  # [B, H, F, P]
-    a = spectrogram.frame_decay
-    return a * ema + (1 - a) * magnitudes.transpose(2, 3)
-
-
 class NAMMXFeatures:
     """Observes attention into the baselines' signals (and the spectrogram) and computes the feature
     tensor [B, H', P, F] of one layer at an update (H' = 1 when heads share one kept set)."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, spectrogram: StreamingSpectrogram | None) -> None:
         self.config = config
-        self.spectrogram = StreamingSpectrogram(config.n_fft, config.hop, config.gamma) if config.spectrogram else None
+        self.spectrogram = spectrogram if config.spectrogram else None
         self.names = feature_names(config.n_freq, config.spectrogram)
 
     def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
@@ -133,7 +113,7 @@ class NAMMXFeatures:
             "snapkv_window": signals.last_flag(mem, c.snap_window),
         }
         if self.spectrogram is not None:
-            cols["spec"] = flushed_spectrogram(self.spectrogram, mem)
+            cols["spec"] = self.spectrogram.flushed(mem.state)
         return cols
 
     def __call__(self, mem: LayerMemory, n_keep: int, shared: bool) -> torch.Tensor:

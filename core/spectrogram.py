@@ -108,6 +108,24 @@ class StreamingSpectrogram:
         buffer.data[:, :, : total - consumed, :p] = left.clone() if in_place else left
         buffer.time_length = total - consumed
 
+    def flushed(self, state: TokenState) -> torch.Tensor:
+        """[B, H, P, n_freq]: the EMA as it would be if the samples still buffered (the newest 16-31 rows, which
+        no complete frame holds yet) formed one more zero-padded frame. The state is not changed: the next
+        update sees the same rows again inside their real frame."""
+        ema = state[EMA]
+        buffer = state.field(BUFFER)
+        kept = buffer.time_length
+        if kept == 0:
+            return ema
+        samples = buffer.stored()  # [B, H, kept, P]
+        b, h, _, p = samples.shape
+        frame = samples.new_zeros(b, h, self.n_fft, p)
+        take = min(kept, self.n_fft)
+        frame[:, :, :take] = samples[:, :, kept - take:]
+        spectrum = torch.einsum("fn,bhnp->bhfp", self._basis_for(samples.device, samples.dtype), frame)
+        a = self.frame_decay
+        return a * ema + (1 - a) * self._magnitudes(spectrum, dim=2).transpose(2, 3)
+
     def _reserve(self, buffer, n_samples: int) -> None:
         """Room for `n_samples` buffered samples (contents are rewritten by the caller). Prompt
         blocks leave `hop` samples; small (decoding) blocks get room for a whole frame, so that

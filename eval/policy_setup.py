@@ -167,3 +167,20 @@ def namm_settings(ckpt_sha256: str | None, namm_budget: float | None) -> dict:
     if namm_budget is not None:
         settings["budget"] = float(namm_budget)
     return settings
+
+
+def budgets_of(text) -> list[str]:
+    """The budgets a --budget names: one value ("matched" or a fraction) or a list of fractions."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) == 1:
+        return parts
+    if "matched" in parts:
+        raise UserError(f"--budget {text}: 'matched' cannot be part of a list (give fractions, e.g. 0.5,0.25)")
+    values = [fraction("--budget", p) for p in parts]
+    if len(set(values)) != len(values):
+        raise UserError(f"--budget {text}: a budget is listed twice")
+    return parts
+
+
+def one_budget(args, budget: str) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "budget": budget})

@@ -381,9 +381,9 @@ def write_one(results: dict, folder: Path) -> None:
 def run(args) -> int:
     from eval.lm import sweep
 
-    budgets = sweep.budgets_of(args.budget)
+    budgets = policy_setup.budgets_of(args.budget)
     if len(budgets) > 1:
-        setups = {b: validate(sweep.one_budget(args, b)) for b in budgets}  # every budget, before any runs
+        setups = {b: validate(policy_setup.one_budget(args, b)) for b in budgets}  # every budget, before any runs
         on_interrupt(f"the predictions made so far are in {Path(args.out_dir) / 'preds'}; rerun the same command "
                      f"to continue from them")
         out = Path(args.out_dir)

@@ -8,31 +8,12 @@ settings, so they run once and serve every budget. Each budget's results are wri
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from core.atomic import write_json_atomic, write_text_atomic
-from core.errors import UserError
-from eval.lm.checks import fraction
+from eval import policy_setup
 from eval.plots import budget_sweep
-
-
-def budgets_of(text) -> list[str]:
-    """The budgets a --budget names: one value ("matched" or a fraction) or a list of fractions."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if len(parts) == 1:
-        return parts
-    if "matched" in parts:
-        raise UserError(f"--budget {text}: 'matched' cannot be part of a list (give fractions, e.g. 0.5,0.25)")
-    values = [fraction("--budget", p) for p in parts]
-    if len(set(values)) != len(values):
-        raise UserError(f"--budget {text}: a budget is listed twice")
-    return parts
-
-
-def one_budget(args, budget: str) -> argparse.Namespace:
-    return argparse.Namespace(**{**vars(args), "budget": budget})
 
 
 def sweep_table(runs: dict[str, dict]) -> tuple[str, dict]:
@@ -91,7 +72,7 @@ def run_sweep(args, setups: dict, run_policies, write_one) -> int:
     out = Path(args.out_dir)
     runs = {}
     for b in setups:
-        results = run_policies(one_budget(args, b), setups[b])
+        results = run_policies(policy_setup.one_budget(args, b), setups[b])
         write_one(results, out / f"budget-{b}")
         runs[b] = results
     table, data = sweep_table(runs)

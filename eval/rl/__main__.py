@@ -204,10 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from eval.lm.sweep import budgets_of, one_budget
-
-    budgets = budgets_of(args.budget)
-    runs = [(b, one_budget(args, b)) for b in budgets]
+    budgets = policy_setup.budgets_of(args.budget)
+    runs = [(b, policy_setup.one_budget(args, b)) for b in budgets]
     checked = [validate_args(a) for _, a in runs]  # every input, before the DT loads or anything is written
     env, dt_path, _ = checked[0]
     out = Path(args.out_dir or f"runs/rl/{env}")

@@ -303,10 +303,8 @@ def _main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.answer_format is None:  # LongVideoBench is scored by its letter rule only
         args.answer_format = "letter" if args.benchmark == "longvideobench" else "words"
-    from eval.lm.sweep import budgets_of, one_budget
-
-    budgets = budgets_of(args.budget)
-    runs = [(b, one_budget(args, b)) for b in budgets]
+    budgets = policy_setup.budgets_of(args.budget)
+    runs = [(b, policy_setup.one_budget(args, b)) for b in budgets]
     setups = [validate_args(a) for _, a in runs]  # every input, before data or model load or any write
     out = Path(args.out_dir)
     with FolderLock(out, "eval.video output folder"):  # one writer at a time, as evolve.run's run folders
