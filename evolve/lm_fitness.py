@@ -217,13 +217,16 @@ class LMFitness:
             fractions.extend(r[1] for r in runs)
         return Evaluation(self._combine(self.current, values), float(np.mean(fractions)))
 
-    def evaluate_heldout(self, namm: NAMM, stage_index: int) -> Evaluation | None:
-        if self.config.heldout_prompts == 0:
-            return None
+    def heldout_set(self, stage_index: int) -> list[PromptSet]:
+        """The stage's held-out prompts (drawn once, collective: the full-cache references are sharded)."""
         if stage_index not in self._heldout:
             label = seed_label("heldout", self.config.heldout_seed)
             self._heldout[stage_index] = self._prompt_set(self.config.stages[stage_index], label, heldout=True)
-        prompt_set = self._heldout[stage_index]
+        return self._heldout[stage_index]
+
+    def heldout_values(self, namm: NAMM, stage_index: int) -> tuple[list[np.ndarray], np.ndarray]:
+        """Per task, `namm`'s value on each held-out prompt, and the cache fraction of every prompt (collective)."""
+        prompt_set = self.heldout_set(stage_index)
         flat = [(t, i) for t, ps in enumerate(prompt_set) for i in range(len(ps.prompts))]
         local = torch.zeros(len(flat), 2, dtype=torch.float64)
         for j in self.dist.shard(len(flat)):
@@ -234,4 +237,13 @@ class LMFitness:
         for ps in prompt_set:
             per_task.append(both[start:start + len(ps.prompts), 0])
             start += len(ps.prompts)
-        return Evaluation(self._combine(prompt_set, per_task), float(np.mean(both[:, 1])))
+        return per_task, both[:, 1]
+
+    def combine_heldout(self, stage_index: int, per_task: list[np.ndarray]) -> float:
+        return self._combine(self.heldout_set(stage_index), per_task)
+
+    def evaluate_heldout(self, namm: NAMM, stage_index: int) -> Evaluation | None:
+        if self.config.heldout_prompts == 0:
+            return None
+        per_task, fractions = self.heldout_values(namm, stage_index)
+        return Evaluation(self.combine_heldout(stage_index, per_task), float(np.mean(fractions)))
