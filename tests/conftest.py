@@ -78,7 +78,7 @@ def fake_lm(monkeypatch):
     calls = Calls()
     calls.policies = []
 
-    def load_model(name):
+    def load_model(name, dtype="float32"):
         return SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), FakeTokenizer()
 
     def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id, context_end=None, replay_prompt=None):

@@ -28,12 +28,27 @@ def test_a_rerun_with_another_budget_does_not_reuse_predictions(tmp_path, fake_l
     assert len(fake_lm) == 4
 
 
-@pytest.mark.parametrize("flag", [["--n-up", "64"], ["--no-prompt-end"], ["--seed", "1"], ["--model", "other"]])
+@pytest.mark.parametrize("flag", [["--n-up", "64"], ["--no-prompt-end"], ["--seed", "1"], ["--model", "other"],
+                                  ["--dtype", "bfloat16"]])
 def test_other_settings_that_change_a_prediction_are_recomputed(tmp_path, fake_lm, flag):
     out = tmp_path / "run"
     assert main(BASE + ["--policies", "h2o", "--out-dir", str(out)]) == 0
     assert main(BASE + ["--policies", "h2o", "--out-dir", str(out)] + flag) == 0
     assert len(fake_lm) == 4
+
+
+def test_the_dtype_is_in_the_results_and_a_float32_rerun_reuses_rows_stored_before_it_was_recorded(tmp_path, fake_lm):
+    out = tmp_path / "run"
+    assert main(BASE + ["--policies", "h2o", "--dtype", "bfloat16", "--out-dir", str(out)]) == 0
+    assert _results(out)["dtype"] == "bfloat16"
+    path = out / "preds" / "h2o" / "passkey.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:  # as a float32 row written before --dtype existed reads back
+        del row["settings"]["dtype"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(BASE + ["--policies", "h2o", "--out-dir", str(out)]) == 0
+    assert _results(out)["dtype"] == "float32"
+    assert len(fake_lm) == 2
 
 
 def test_a_rerun_with_another_checkpoint_does_not_reuse_the_zero_namm(tmp_path, fake_lm):

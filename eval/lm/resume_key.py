@@ -76,6 +76,8 @@ def prediction_settings(args, policy: str, budget, ckpt_sha256: str | None, sche
     from eval import policy_setup
 
     settings = {**model_identity(args.model), "benchmark": args.benchmark, "policy": policy}
+    if getattr(args, "dtype", "float32") != "float32":  # rows stored before --dtype existed were float32
+        settings["dtype"] = args.dtype
     settings.update(policy_setup.rule_settings(policy))
     if args.benchmark == "builtin":
         settings.update(length=args.length, seed=args.seed)

@@ -30,11 +30,11 @@ from eval import inputs
 from eval.lm.resume_key import checkpoint_sha256, item_sha256, prediction_settings, read_predictions
 
 
-def load_model(name: str):
+def load_model(name: str, dtype: str = "float32"):
     """adapters.loading's, imported when a model is needed (transformers takes seconds to import: a bad
     argument is refused before that)."""
-    from adapters.loading import load_model as load
-    return load(name)
+    from adapters.loading import DTYPES, load_model as load
+    return load(name, DTYPES[dtype])
 
 
 def greedy_generate(*args, **kwargs):
@@ -143,9 +143,9 @@ def validate(args) -> policy_setup.PolicySetup:
     return setup
 
 
-def load_language_model(name: str):
+def load_language_model(name: str, dtype: str = "float32"):
     try:
-        return load_model(name)
+        return load_model(name, dtype)
     except (OSError, ValueError) as err:  # a hub name that cannot be fetched, a folder the loader refuses
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"--model {name}: cannot load: {first}") from None
@@ -154,7 +154,7 @@ def load_language_model(name: str):
 def run_policies(args, setup: policy_setup.PolicySetup | None = None) -> dict:
     setup = setup or validate(args)  # every input, before the model loads
     torch.set_num_threads(args.threads)
-    model, tokenizer = load_language_model(args.model)
+    model, tokenizer = load_language_model(args.model, args.dtype)
     tasks = args.tasks.split(",")
     if args.benchmark == "builtin":
         taskset = builtin_taskset(tasks, args.n, args.length, args.seed, tokenizer)
@@ -171,7 +171,7 @@ def run_policies(args, setup: policy_setup.PolicySetup | None = None) -> dict:
                             f"every {setup.schedule.n_up}, inside a context, where kvzip cannot run; give --n-up "
                             f"above the longest context (one compression per context, as kvpress compresses)")
     results: dict = {"model": args.model, "benchmark": args.benchmark, "tasks": tasks, **setup.as_json(),
-                     "protocol": args.protocol,
+                     "protocol": args.protocol, "dtype": args.dtype,
                      "policies": {}}
     if args.benchmark == "builtin":
         results.update(length=args.length, seed=args.seed, prompt_formats=taskset.formats)
@@ -369,6 +369,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-length", type=int, default=None, help="middle-truncate benchmark prompts to this")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="the model's weights and activations (bfloat16: about 2.4x faster prefill on a CPU "
+                             "with avx512_bf16; compare policies only within one dtype)")
     parser.add_argument("--out-dir", default="runs/lm")
 
 
