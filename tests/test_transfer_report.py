@@ -98,3 +98,43 @@ def test_the_report_tests_video_on_the_smollm2_llava_at_prompts_longer_than_an_u
         assert int(arg("--frames")) >= 64 and arg("--answer-format") == "words"
         assert arg("--limit") == ("1" if quick else "20")
     assert shipped_model("no-such-model") == "no-such-model"  # a Hugging Face name passes through
+
+
+def test_a_top_k_namm_is_compared_at_fixed_budgets_a_table_per_budget(tmp_path, monkeypatch):
+    """A top-k NAMM obeys a budget like every baseline: the report runs each evaluation as a sweep over
+    0.5 and 0.25 and makes a panel per budget; a threshold NAMM stays at matched cache."""
+    import json
+    from types import SimpleNamespace
+
+    import eval.lm.__main__ as lm_cli
+    from core.namm import NAMM, NAMMConfig
+    from eval.transfer.__main__ import default_budget, panel_for, plan, run_step
+
+    topk, paper = tmp_path / "topk", tmp_path / "paper"
+    NAMM(NAMMConfig(features="namm_x", selection="topk", budget=0.25, head_mode="shared")).save_pretrained(topk)
+    NAMM.zeros().save_pretrained(paper)
+    assert default_budget(str(topk)) == "0.5,0.25"
+    assert default_budget(str(paper)) == "matched"
+    steps = plan(SimpleNamespace(out_dir=str(tmp_path / "out"), ckpt=str(topk), threads=1, quick=True,
+                                 budget="0.5,0.25"))
+    assert {s.argv[s.argv.index("--budget") + 1] for s in steps} == {"0.5,0.25"}
+    lm = [s for s in steps if s.module == "eval.lm"][0]
+    assert "expected_attention" in lm.argv[lm.argv.index("--policies") + 1].split(",")
+
+    def fake_main(argv):  # what eval.lm writes for a sweep: one results.json per budget
+        for b, fraction in (("0.5", 0.5), ("0.25", 0.25)):
+            folder = lm.out / f"budget-{b}"
+            folder.mkdir(parents=True)
+            summary = {p: {"mean_score": 50.0, "normalised_score": 1.0, "normalised_ci95": [1.0, 1.0],
+                           "cache_fraction": fraction if p != "full" else 1.0} for p in ("full", "namm")}
+            policies = {p: {"passkey": {"seconds_per_item": 1.0, **({"budget": fraction} if p != "full" else {})}}
+                        for p in summary}
+            (folder / "results.json").write_text(json.dumps({"summary": summary, "policies": policies}))
+        return 0
+
+    monkeypatch.setattr(lm_cli, "main", fake_main)
+    runs = run_step(lm)
+    assert [b for b, _ in runs] == ["0.5", "0.25"]
+    panels = [panel_for(lm, b, r, True) for b, r in runs]
+    assert [p.name.endswith(f"budget {b}") for p, (b, _) in zip(panels, runs)] == [True, True]
+    assert [r.budget for r in panels[1].rows if r.policy == "namm"] == [0.25]

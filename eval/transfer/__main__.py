@@ -1,6 +1,8 @@
 """`python -m eval.transfer --ckpt DIR [--quick]`: one NAMM checkpoint, unchanged, on language tasks it
-never saw, on two control tasks and on video, each against every baseline at the NAMM's own cache
-fraction (`--budget matched` in every CLI), in one report.
+never saw, on two control tasks and on video, each against every baseline, in one report. A top-k NAMM
+(NAMM-X) is compared at fixed budgets (`--budget 0.5,0.25` by default: a table per budget, every policy
+keeping that fraction); a threshold NAMM, whose cache size is its own, at its cache fraction
+(`--budget matched`: every baseline gets the NAMM's fraction on the same item).
 
 Writes OUT/report.md (a table per evaluation), OUT/report.json, OUT/transfer.png (a forest per
 evaluation: normalised score with its interval per policy, cache fraction beside) and OUT/kept.png (the NAMM's kept fraction per layer
@@ -29,7 +31,8 @@ from core.errors import UserError, cli_main, on_interrupt
 
 REPO = Path(__file__).resolve().parents[2]
 HELDOUT_TASKS = "kv_retrieval,fewshot_classification,phonebook"
-BASELINES = "h2o,l2,tova,snapkv,recency,random"
+BASELINES = "h2o,l2,tova,snapkv,recency,random,expected_attention,adakv(snapkv)"
+TOPK_BUDGETS = "0.5,0.25"  # kvpress's fixed compression ratios 0.5 and 0.75
 VIDEO_MODEL = "llava-video-smollm2"  # shipped in checkpoints/; answers in words (eval.video --answer-format)
 VIDEO_FRAMES = 64  # about 1.7k-token prompts: every policy evicts at its own cadence
 
@@ -60,6 +63,7 @@ def plan(args) -> list[Step]:
     video = ["--model", VIDEO_MODEL, "--frames", str(VIDEO_FRAMES), "--answer-format", "words",
              "--limit", "1" if quick else "20"]
     policies = f"full,namm,{BASELINES}"
+    budget = getattr(args, "budget", None) or "matched"
     steps = []
     for length in lengths:
         for protocol in (getattr(args, "protocols", None) or "whole-prompt,query-agnostic").split(","):
@@ -68,16 +72,16 @@ def plan(args) -> list[Step]:
             label = "whole prompt" if protocol == "whole-prompt" else "query-agnostic (question uncompressed)"
             key = f"lm-{length}-{protocol}"
             steps.append(Step(f"language (held-out tasks), {length} tokens, {label}", "eval.lm",
-                              ["--tasks", HELDOUT_TASKS, "--policies", policies, "--budget", "matched", "--ckpt", ckpt,
+                              ["--tasks", HELDOUT_TASKS, "--policies", policies, "--budget", budget, "--ckpt", ckpt,
                                "--n", n if protocol == "whole-prompt" else n_qa, "--length", length,
                                "--protocol", protocol, "--threads", threads, "--out-dir", str(out / key)], out / key))
     for env in ("hopper", "walker2d"):
         steps.append(Step(f"control: Decision Transformer on {env}", "eval.rl",
-                          ["--env", env, "--policies", policies, "--budget", "matched", "--ckpt", ckpt,
+                          ["--env", env, "--policies", policies, "--budget", budget, "--ckpt", ckpt,
                            "--episodes", episodes, "--batch", episodes, "--max-steps", max_steps,
                            "--threads", threads, "--out-dir", str(out / f"rl-{env}")], out / f"rl-{env}"))
     steps.append(Step(f"video: SmolLM2 LLaVA-NeXT-Video, {VIDEO_FRAMES} frames (built-in generated videos)", "eval.video",
-                      ["--policies", policies, "--budget", "matched", "--ckpt", ckpt, *video,
+                      ["--policies", policies, "--budget", budget, "--ckpt", ckpt, *video,
                        "--threads", threads, "--out-dir", str(out / "video")], out / "video"))
     only = getattr(args, "only", None)
     if only:
@@ -103,7 +107,14 @@ def check_step(step: Step) -> None:
         validate_args(build_parser().parse_args(step.argv))
 
 
-def run_step(step: Step) -> dict:
+def step_budgets(step: Step) -> list[str]:
+    from eval.policy_setup import budgets_of
+
+    return budgets_of(step.argv[step.argv.index("--budget") + 1])
+
+
+def run_step(step: Step) -> list[tuple[str, dict]]:
+    """(budget, results) of one evaluation: one pair, or one per budget of a sweep (each in budget-<b>/)."""
     if step.module == "eval.lm":
         from eval.lm.__main__ import main
     elif step.module == "eval.rl":
@@ -113,14 +124,25 @@ def run_step(step: Step) -> dict:
     rc = main(step.argv)
     if rc != 0:
         raise UserError(f"{step.name}: `{step.command()}` exited with status {rc}")
-    return json.loads((step.out / "results.json").read_text())
+    budgets = step_budgets(step)
+    if len(budgets) == 1:
+        return [(budgets[0], json.loads((step.out / "results.json").read_text()))]
+    return [(b, json.loads((step.out / f"budget-{b}" / "results.json").read_text())) for b in budgets]
 
 
-def panel_for(step: Step, results: dict):
+def panel_for(step: Step, budget: str, results: dict, sweep: bool):
     from eval.transfer import report
 
     maker = {"language": report.lm_panel, "control": report.rl_panel, "video": report.video_panel}[step.modality]
-    return maker(step.name, results)
+    return maker(f"{step.name}, budget {budget}" if sweep else step.name, results)
+
+
+def default_budget(ckpt: str) -> str:
+    """Fixed budgets for a top-k NAMM (it obeys them like every baseline), matched for a threshold NAMM."""
+    if ckpt == "zeros":
+        return "matched"
+    config = json.loads((Path(ckpt) / "config.json").read_text())
+    return TOPK_BUDGETS if config.get("selection", "threshold") == "topk" else "matched"
 
 
 def analyse(args, out: Path) -> dict:
@@ -170,6 +192,10 @@ def validate(args) -> list[Step]:
         args.ckpt = str(REPO / args.ckpt)  # the default, run from another folder
     if args.ckpt != "zeros" and not (Path(args.ckpt) / "config.json").is_file():
         raise UserError(f"--ckpt {args.ckpt}: not a NAMM checkpoint folder (no config.json)")
+    args.budget = args.budget or default_budget(args.ckpt)
+    from eval.policy_setup import budgets_of
+
+    budgets_of(args.budget)  # a fraction, a list of fractions or matched; each evaluation checks the rest
     args.out_dir = args.out_dir or ("runs/transfer-quick" if args.quick else "runs/transfer")
     inputs.output_folder("--out-dir", args.out_dir)
     for option in ("n", "n_query_agnostic", "episodes"):
@@ -194,6 +220,9 @@ def _main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.transfer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", default="checkpoints/namm-smollm2", help="NAMM checkpoint folder (default: the shipped one)")
+    parser.add_argument("--budget", default=None,
+                        help="fixed budgets (a fraction or a list, e.g. 0.5,0.25) or 'matched'; default: 0.5,0.25 "
+                             "for a top-k NAMM, matched for a threshold NAMM")
     parser.add_argument("--quick", action="store_true",
                         help="a few items, episodes and videos per evaluation (minutes): a smoke test, not a result")
     parser.add_argument("--threads", type=int, default=2)
@@ -218,7 +247,8 @@ def _main(argv=None) -> int:
     panels, timings = [], {}
     for step in tqdm(steps, desc="eval.transfer", unit="evaluation"):
         started = time.perf_counter()
-        panels.append(panel_for(step, run_step(step)))
+        runs = run_step(step)
+        panels += [panel_for(step, budget, results, len(runs) > 1) for budget, results in runs]
         timings[step.name] = round(time.perf_counter() - started, 1)
     if args.only:
         print(f"ran {', '.join(s.out.name for s in steps)}; run again without --only for the report")
@@ -229,9 +259,12 @@ def _main(argv=None) -> int:
 
     header = [f"# Transfer report: {args.ckpt}{' (quick: a smoke test, too few items to compare)' if args.quick else ''}",
               "",
-              "Every baseline gets the NAMM's cache fraction on the same items (`--budget matched`) and the "
-              "NAMM's update schedule. Normalised: score / the full cache's on the same items, with a paired "
-              "95% bootstrap interval.",
+              (f"Every policy, the NAMM included, keeps the same fixed fraction of the processed tokens at each "
+               f"update (`--budget {args.budget}`: a table per budget)" if args.budget != "matched" else
+               "Every baseline gets the NAMM's cache fraction on the same items (`--budget matched`)")
+              + " and the NAMM's update schedule. Normalised: score / the full cache's on the same items, with a "
+              "paired 95% bootstrap interval. kvzip is not a row: it needs a whole context before its question and "
+              "one compression per context (eval.lm's query-agnostic protocol with --n-up above the context).",
               "",
               "Commands:", "", *[f"    {s.command()}" for s in steps]]
     write_text_atomic(out / "report.md", report.markdown(panels, header))
