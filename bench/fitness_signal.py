@@ -2,13 +2,17 @@
 independent prompt draws, and (2) the rank correlation of each fitness with the generation score on
 held-out items of task types evolution never sees.
 
-Members are a CMA-ES population around the config's starting mean (init_from, or zeros) with its
-sigma0. On every training prompt one prefill serves all three fitnesses: the cache is copied, the
+Members are a CMA-ES population around the config's starting mean (init_from, zeros, or for NAMM-X the
+baseline readout named by `--start` or by the config's `init_readout`) with its sigma0. On every training prompt one prefill serves all three fitnesses: the cache is copied, the
 gold answer teacher-forced on the copy (answer_logprob, kl) and the original decodes greedily (score).
 
     python -m bench.fitness_signal --config configs/evolve_smollm2_cpu.yaml --shard 0/2 --out DIR &
     python -m bench.fitness_signal --config configs/evolve_smollm2_cpu.yaml --shard 1/2 --out DIR
     python -m bench.fitness_signal --config configs/evolve_smollm2_cpu.yaml --combine --out DIR
+
+NAMM-X (configs/evolve_namm_x_smollm2_cpu.yaml, whose bounded fitness is answer_logprob_clipped):
+
+    python -m bench.fitness_signal --config configs/evolve_namm_x_smollm2_cpu.yaml --start tova --shard 0/2 --out DIR
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import torch
 
 from core.atomic import write_json_atomic
 
-METRICS = ("score", "answer_logprob", "kl")
+METRICS = ("score", "answer_logprob", "answer_logprob_clipped", "kl")
 
 
 def spearman(a, b) -> float:
@@ -57,12 +61,24 @@ def run_prompt(model, tokenizer, policy, prompt, prefix=None, graded=True):
     return float(prompt.score(tokenizer.decode(rows[0], skip_special_tokens=True))), answer, cache.fraction()
 
 
-def members(config, n: int, seed: int, n_params: int) -> np.ndarray:
+def start_mean(config, template, start: str | None) -> np.ndarray:
+    """The population's centre: a baseline readout (NAMM-X), else the config's initial mean."""
     from evolve.loop import initial_mean
 
-    mean = initial_mean(config, n_params)
+    rule = start or (config.init_readout if config.init_readout not in (None, "best") else None)
+    if rule is None:
+        if config.init_readout == "best":
+            raise ValueError("the config starts from the best baseline readout, measured at the start of a run: "
+                             "name it with --start (a run's start.json says which, e.g. --start tova)")
+        return initial_mean(config, template.n_params)
+    from core.namm_x import baseline_readout
+
+    return baseline_readout(template.config.feature_names, template.config.readout_hidden, rule).double().numpy()
+
+
+def members(config, n: int, seed: int, mean: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return mean + config.sigma0 * rng.standard_normal((n, n_params))
+    return mean + config.sigma0 * rng.standard_normal((n, mean.shape[0]))
 
 
 def draw_sets(fitness, config, args):
@@ -98,8 +114,8 @@ def shard_main(args) -> int:
     from core.errors import on_interrupt
 
     on_interrupt(f"{out / f'shard{rank}.json'} holds the members finished so far; a rerun computes the shard again")
-    params = members(config, args.members, args.seed, template.n_params)
-    observer = NAMM.zeros(config.namm_config())
+    params = members(config, args.members, args.seed, start_mean(config, template, args.start))
+    observer = NAMM.observer(config.namm_config())
     rows = {}
     started = time.perf_counter()
     full = {}
@@ -122,7 +138,9 @@ def shard_main(args) -> int:
                 v = {"task": p.task, "score": score, "full_score": full[name][i][0], "cache": fraction}
                 if answer is not None:
                     ref = full[name][i][1]
-                    v["answer_logprob"] = prompt_value("answer_logprob", ref.logprobs, answer.logprobs, answer.answer_ids)
+                    for metric in ("answer_logprob", "answer_logprob_clipped"):
+                        v[metric] = prompt_value(metric, ref.logprobs, answer.logprobs, answer.answer_ids,
+                                                 getattr(config, "logprob_clip", 3.0))
                     v["kl"] = prompt_value("kl", ref.logprobs, answer.logprobs, answer.answer_ids)
                 values.append(v)
             entry[name] = values
@@ -182,6 +200,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fitness_signal", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True)
     parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--start", default=None,
+                        help="NAMM-X: the baseline readout at the population's centre (tova, h2o, snapkv, l2, recency)")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--heldout-tasks", default="kv_retrieval,fewshot_classification,phonebook")
     parser.add_argument("--heldout-n", type=int, default=10)
