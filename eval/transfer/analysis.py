@@ -40,6 +40,7 @@ class KeptRecorder(MemoryPolicy):
         super().__init__(inner.n_up, inner.update_at_prompt_end)
         self.inner = inner
         self.name, self.observes, self.evicts = inner.name, inner.observes, inner.evicts
+        self.observed_rows = getattr(inner, "observed_rows", None)
         self.stats = KeptStats(n_layers)
         self.max_ages = max_ages_per_update
         self.rng = np.random.default_rng(0)
