@@ -195,3 +195,35 @@ def test_the_default_path_matches_the_exact_path_closely(params):
     if params is not None:
         assert max(runs[0].kept_tokens) < 150, "this NAMM was expected to evict"
     assert max((a - b).abs().max().item() for a, b in zip(runs[0].logits, runs[1].logits)) < 1e-5
+
+
+def count_observed_rows(policy):
+    """Wrap `policy.observe` to count the query rows it is handed; returns the running count (a list of one)."""
+    observe, rows = policy.observe, [0]
+
+    def counted(mem, probs, rows_left):
+        rows[0] += probs.shape[2]
+        observe(mem, probs, rows_left)
+
+    policy.observe = counted
+    return rows
+
+
+@pytest.mark.parametrize("name", ["tova", "snapkv", "adakv(snapkv)"])
+def test_observing_only_the_rows_a_policy_reads_keeps_the_same_tokens(name, one_thread):
+    """TOVA reads the last row before each update, SnapKV its last 32: the default path computes only those
+    rows' probabilities, and every update of every layer keeps exactly the indices it keeps with every row
+    observed (the exact path). Chunks, 16-row blocks and a window across block edges; updates in decoding."""
+    from core.policies import Schedule
+    from core.registry import make_policy
+    from tests.test_namm_x import assert_same_decisions, decisions
+
+    model = tiny_llama(seed=4)
+    ids = torch.randint(0, 128, (1, 300), generator=torch.Generator().manual_seed(6))
+    runs, rows = {}, {}
+    for exact in (True, False):
+        policy = make_policy(name, budget=0.4, schedule=Schedule(72, True))
+        rows[exact] = count_observed_rows(policy)
+        runs[exact] = decisions(model, ids, policy, new_tokens=60, prefill_chunk=100, observe_rows=16, exact=exact)
+    assert_same_decisions(runs[False], runs[True])
+    assert rows[False][0] < rows[True][0] / 2, f"the default path observed {rows[False][0]} of {rows[True][0]} rows"
