@@ -20,10 +20,10 @@ import torch
 
 from core.atomic import write_json_atomic
 
-from bench.policy_cost import make_policy
+from bench.policy_cost import make_policy, split_exact
 
 
-def forward(model, ids, cache, start, policy=None, shared=False, prompt_final=None):
+def forward(model, ids, cache, start, policy=None, exact=False, prompt_final=None):
     """One timed model call (attaching the policy is not timed)."""
     from adapters.hf import attach
 
@@ -33,7 +33,7 @@ def forward(model, ids, cache, start, policy=None, shared=False, prompt_final=No
         began = time.perf_counter()
         logits = model(**kwargs).logits[:, -1]
         return logits, time.perf_counter() - began
-    with attach(model, policy, shared_attention=shared) as session:
+    with attach(model, policy, exact=exact) as session:
         if prompt_final is not None:  # True: this forward ends the prompt; False: more of the prompt follows
             session.prompt.feeding(last=prompt_final)
         began = time.perf_counter()
@@ -50,22 +50,22 @@ def measure(model, length: int, names: list[str], new_tokens: int, chunk: int = 
     ids = torch.randint(1000, 40000, (1, length), generator=torch.Generator().manual_seed(0))
     runs = {}
     for name in names:
-        base, shared = (name[: -len("+shared")], True) if name.endswith("+shared") else (name, False)
+        base, exact = split_exact(name)
         policy = None if base == "sdpa" else make_policy(base)
         cache = DynamicCache(config=model.config) if policy is None else MemoryCache(model.config.num_hidden_layers)
-        runs[name] = dict(policy=policy, shared=shared, cache=cache, logits=None, prefill_s=0.0, decode_s=0.0)
+        runs[name] = dict(policy=policy, exact=exact, cache=cache, logits=None, prefill_s=0.0, decode_s=0.0)
     starts = list(range(0, length, chunk))
     for i, start in enumerate(starts):
         for name in names[i % len(names):] + names[: i % len(names)]:
             r = runs[name]
             r["logits"], seconds = forward(model, ids[:, start : start + chunk], r["cache"], start, r["policy"],
-                                           r["shared"], start + chunk >= length)
+                                           r["exact"], start + chunk >= length)
             r["prefill_s"] += seconds
     for step in range(new_tokens - 1):
         for name in names[step % len(names):] + names[: step % len(names)]:
             r = runs[name]
             token = r["logits"].argmax(-1, keepdim=True)
-            r["logits"], seconds = forward(model, token, r["cache"], length + step, r["policy"], r["shared"], None)
+            r["logits"], seconds = forward(model, token, r["cache"], length + step, r["policy"], r["exact"], None)
             r["decode_s"] += seconds
     out = {}
     for name, r in runs.items():
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", default="1024,2048,4096")
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--configs", default="sdpa,full,namm-zero,namm-evict,namm-zero+shared")
+    parser.add_argument("--configs", default="sdpa,full,namm-zero,namm-evict,namm-zero+exact")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="bench/results/interleaved_cost.json")
     args = parser.parse_args(argv)

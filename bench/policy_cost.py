@@ -9,7 +9,8 @@ configuration named twice in `--configs`, or a list run `--repeat` times, is mea
 the rounds are interleaved (every configuration once, then again), so load on a shared machine falls
 on all of them alike, and the table shows medians and their ratios to the unmodified model's median
 measured in the same invocation.
-A `+shared` suffix (`namm-zero+shared`) runs a policy with `shared_attention=True`.
+Policies run on the default attention path (attention computed once for output and observer); a `+exact`
+suffix (`namm-zero+exact`) runs a policy with `exact=True` (SDPA output, every row observed apart).
 
     python -m bench.policy_cost --lengths 1024,2048,4096 --new-tokens 32 --out bench/results/policy_cost.json
     python -m bench.policy_cost --lengths 4096 --configs sdpa,namm-zero,namm-evict,h2o@0.25 --repeat 3 --threads 1
@@ -49,6 +50,14 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+EXACT = "+exact"
+
+
+def split_exact(name: str) -> tuple[str, bool]:
+    """(configuration, exact) of a name that may end in `+exact`."""
+    return (name[: -len(EXACT)], True) if name.endswith(EXACT) else (name, False)
 
 
 def make_policy(name: str):
@@ -105,10 +114,9 @@ def child(name: str, length: int, new_tokens: int, threads: int, model_name: str
         result["prefill_s"], result["decode_s"] = plain_generate(model, ids, new_tokens)
         result.update(cache_fraction=1.0, observe_s=0.0, update_s=0.0)
     else:
-        # name+shared: the opt-in mode that computes the output from the observer's probabilities
-        base, shared = (name[: -len("+shared")], True) if name.endswith("+shared") else (name, False)
+        base, exact = split_exact(name)
         policy = make_policy(base)
-        out = greedy_generate(model, ids, policy, max_new_tokens=new_tokens, shared_attention=shared)
+        out = greedy_generate(model, ids, policy, max_new_tokens=new_tokens, exact=exact)
         result.update(prefill_s=out.prefill_seconds, decode_s=out.decode_seconds,
                       cache_fraction=out.cache_fraction, observe_s=out.observe_seconds,
                       update_s=out.update_seconds)

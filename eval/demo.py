@@ -40,7 +40,7 @@ def run(args, setup: policy_setup.PolicySetup) -> list[dict]:
         for (task, item), ids in zip(items, prompts):
             policy = setup.build(name)
             out = greedy_generate(model, ids, policy, max_new_tokens=builtin_tasks.MAX_NEW_TOKENS[task],
-                                  eos_token_id=tokenizer.eos_token_id)
+                                  eos_token_id=tokenizer.eos_token_id, exact=setup.exact)
             prefill_s += out.prefill_seconds
             decode_s += out.decode_seconds
             n_decoded += max(0, len(out.tokens[0]) - 1)
@@ -57,7 +57,7 @@ def run(args, setup: policy_setup.PolicySetup) -> list[dict]:
 def print_table(rows, args, setup: policy_setup.PolicySetup) -> None:
     print(f"\n{args.model}, tasks {args.tasks}, ~{args.length} tokens, {args.n} items per task, "
           f"baselines at {args.budget:.0%} budget")
-    print(setup.schedule_line())
+    print(setup.schedule_line() + policy_setup.path_line(setup.exact))
     w = max([10] + [len(r["policy"]) + 1 for r in rows])  # adakv(...) names are long
     print(f"{'policy':<{w}}{'score':>8}{'cache':>8}{'prefill s':>11}{'decode tok/s':>14}")
     for r in rows:
@@ -80,6 +80,7 @@ def main(argv=None) -> None:
                         help="every policy also updates when a prompt ends (default: as the NAMM checkpoint "
                              "says, else yes)")
     parser.add_argument("--ckpt", default=None, help=policy_setup.CKPT_HELP)
+    policy_setup.add_exact_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)

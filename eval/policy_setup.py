@@ -5,7 +5,8 @@ The schedule is one `Schedule` object handed to every policy, so the NAMM and th
 the same steps. Where the NAMM runs, its checkpoint's config.json is authoritative for the fields it
 sets (n_up, update_at_prompt_end) and the baselines follow it; --n-up / --prompt-end set the rest, and
 contradicting the checkpoint is an error. Without a NAMM (or with the all-zero one) the options and then
-the command's defaults decide.
+the command's defaults decide. Every policy of a run also takes one attention path (`--exact`, see
+adapters.hf.attach), recorded in results and in the keys of stored results (`path_settings`).
 """
 from __future__ import annotations
 
@@ -26,8 +27,18 @@ CKPT_HELP = ("NAMM checkpoint folder, or 'zeros' for the all-zero NAMM (default:
 OPTIONS = {"n_up": "--n-up", "update_at_prompt_end": "--prompt-end"}
 
 
+EXACT_HELP = ("compute attention as the unmodified model does (SDPA; a policy that evicts nothing is then "
+              "bit-identical to it) and the observed probabilities apart; default: once for both (equal up to "
+              "float rounding, faster)")
+
+
+def add_exact_argument(parser) -> None:
+    parser.add_argument("--exact", action="store_true", help=EXACT_HELP)
+
+
 def add_arguments(parser, default: Schedule) -> None:
-    """--ckpt, --budget, --n-up and --prompt-end / --no-prompt-end."""
+    """--ckpt, --budget, --n-up, --prompt-end / --no-prompt-end and --exact."""
+    add_exact_argument(parser)
     parser.add_argument("--ckpt", default=None, help=CKPT_HELP)
     parser.add_argument("--budget", default="0.5",
                         help="baselines' (and a top-k NAMM's) cache budget: a fraction, or 'matched' (the NAMM runs "
@@ -59,6 +70,7 @@ class PolicySetup:
     budget: float | None  # None: matched
     unit: str = "item"  # what a matched budget is measured on: item or episode
     namm_keeps: float | None = None  # a top-k NAMM's checkpoint budget (None: a threshold NAMM, or no NAMM)
+    exact: bool = False  # the attention path of every policy (adapters.hf.attach)
 
     @property
     def namm_budget(self) -> float | None:
@@ -101,11 +113,17 @@ class PolicySetup:
                 **({"namm_budget": self.namm_budget} if self.namm_budget is not None else {}),
                 "budget_mode": self.budget_mode(),
                 "schedule": {"n_up": self.schedule.n_up, "update_at_prompt_end": self.schedule.at_prompt_end,
-                             "set_by": dict(self.set_by), "description": self.schedule_line()}}
+                             "set_by": dict(self.set_by), "description": self.schedule_line()},
+                "exact": self.exact}
 
     def header(self) -> str:
         """The lines every results table starts with."""
-        return f"{self.schedule_line()}\nbaselines' budget: {self.budget_mode()}"
+        return f"{self.schedule_line()}\nbaselines' budget: {self.budget_mode()}{path_line(self.exact)}"
+
+
+def path_line(exact: bool) -> str:
+    """The table line of an --exact run (nothing on the default path)."""
+    return "\nattention: exact (SDPA, as the unmodified model computes it)" if exact else ""
 
 
 def rule_settings(name: str) -> dict:
@@ -116,6 +134,24 @@ def rule_settings(name: str) -> dict:
     inner = name[len("adakv("):-1] if name.startswith("adakv(") and name.endswith(")") else name  # a wrapper: its scorer's
     revision = BASELINES[inner].revision if inner in BASELINES else 1
     return {"rule_revision": revision} if revision > 1 else {}
+
+
+def reads_attention(name: str) -> bool:
+    """Whether the policy `name` observes attention probabilities: only then does the attention path change
+    its results (the full cache and policies that read keys, queries or positions run SDPA on both)."""
+    from core.policies import BASELINES
+
+    if name == "namm":
+        return True
+    inner = name[len("adakv("):-1] if name.startswith("adakv(") and name.endswith(")") else name
+    return bool(getattr(BASELINES.get(inner), "observes", False))
+
+
+def path_settings(name: str, exact: bool) -> dict:
+    """What a stored result must also match for the attention path it was made on: {"exact": False} for a
+    policy that reads attention on the default path, else nothing. Every result stored before the default path
+    existed was made on the exact path and has no such field, so it is reused by an --exact run only."""
+    return {"exact": False} if reads_attention(name) and not exact else {}
 
 
 def matched_budget(namm_fraction: float) -> float:
@@ -158,7 +194,7 @@ def resolve(args, names: list[str], default: Schedule, unit: str = "item") -> Po
     if matched:
         names = ["namm"] + [n for n in names if n != "namm"]
     return PolicySetup(list(names), ckpt, Schedule(values["n_up"], values["update_at_prompt_end"]), set_by,
-                       budget, unit, namm_keeps)
+                       budget, unit, namm_keeps, bool(getattr(args, "exact", False)))
 
 
 def namm_settings(ckpt_sha256: str | None, namm_budget: float | None) -> dict:

@@ -68,6 +68,10 @@ class EvolveConfig:
     # What a member's fitness measures on a prompt (see evolve/lm_fitness.py); "score" is the paper's.
     lm_metric: str = "score"
     shared_prefix: bool = True  # compute each prompt's first n_up tokens once per generation (exact)
+    # the attention path of every model run (adapters.hf.attach): False computes attention once for output and
+    # observer; True, the SDPA path bit-identical to the unmodified model. A run folder's config.yaml written
+    # before this field existed was made on the exact path (evolve.resume_check reads it so)
+    exact: bool = False
     logprob_clip: float = 3.0  # answer_logprob_clipped: nats below the full cache that score 0
     # namm_x: start from a baseline's readout ("best": each one scored on generation 0's prompts, the best kept)
     init_readout: str | None = None
@@ -101,7 +105,14 @@ class EvolveConfig:
 
 # ---------------------------------------------------------------- loading
 
-def load_config(path, overrides: list[str] | tuple[str, ...] = ()) -> EvolveConfig:
+# What a run folder's config.yaml written before a field existed was made with, where that is not the field's
+# default today: such a run resumes as it was made.
+RUN_FOLDER_FIELDS_BEFORE = {"exact": True}
+
+
+def load_config(path, overrides: list[str] | tuple[str, ...] = (), missing: dict | None = None) -> EvolveConfig:
+    """The config in `path`, with `overrides`; `missing`: values of fields the file does not set (before the
+    overrides; RUN_FOLDER_FIELDS_BEFORE for a run folder's config.yaml)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
@@ -111,13 +122,15 @@ def load_config(path, overrides: list[str] | tuple[str, ...] = ()) -> EvolveConf
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {err.start + 1}); save the config as UTF-8") from None
-    return parse_config(text, str(path), overrides)
+    return parse_config(text, str(path), overrides, missing)
 
 
-def parse_config(text: str, source: str, overrides=()) -> EvolveConfig:
+def parse_config(text: str, source: str, overrides=(), missing: dict | None = None) -> EvolveConfig:
     data, lines = load_with_lines(text, source)
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the config must be a mapping of settings")
+    for key, value in (missing or {}).items():
+        data.setdefault(key, value)
     where = {key: f"{source}:{line}" for key, line in lines.items()}
     for text_override in overrides:
         _apply_override(data, where, text_override)
@@ -233,6 +246,7 @@ _FIELDS = {
     "target_weight": ("number", {"positive": True}),
     "lm_metric": ("string", {"choices": LM_METRICS}),
     "shared_prefix": ("boolean", {}),
+    "exact": ("boolean", {}),
     "logprob_clip": ("number", {"positive": True}),
     "init_readout": ("string", {"choices": INIT_READOUTS, "optional": True}),
 }

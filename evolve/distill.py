@@ -113,7 +113,8 @@ def agreement(student: NAMM, records) -> dict:
     return {"agreement": same / n, "student_keep": kept_student / n, "teacher_keep": kept_teacher / n, "tokens": n}
 
 
-def collect(model, prompts, teacher_factory, student: NAMM, record_prob: float, seed: int, progress: bool = True):
+def collect(model, prompts, teacher_factory, student: NAMM, record_prob: float, seed: int, progress: bool = True,
+            exact: bool = False):
     from tqdm import tqdm
 
     from adapters.hf.generation import greedy_generate
@@ -121,7 +122,7 @@ def collect(model, prompts, teacher_factory, student: NAMM, record_prob: float, 
     records = []
     for i, prompt in enumerate(tqdm(prompts, desc="teacher runs", disable=not progress)):
         policy = Imitation(teacher_factory(), student, record_prob, seed + i)
-        greedy_generate(model, prompt.ids, policy, max_new_tokens=1)
+        greedy_generate(model, prompt.ids, policy, max_new_tokens=1, exact=exact)
         records.extend(policy.records)
     return records
 
@@ -173,7 +174,7 @@ def _distill(args, out: Path, scratch: Path) -> int:
     n_up = student.n_up
     teacher_cls = BASELINES[args.teacher]
     records = collect(fitness.model, prompts, lambda: teacher_cls(args.budget, n_up=n_up, update_at_prompt_end=False),
-                      student, args.record_prob, args.seed)
+                      student, args.record_prob, args.seed, exact=config.exact)
     if not records:
         raise SystemExit("the teacher never updated: prompts are shorter than n_up")
     split = max(1, len(records) // 5)

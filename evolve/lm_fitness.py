@@ -19,6 +19,9 @@ Both graded values are continuous where the score is 0 or 1, so two members rare
 With `shared_prefix` (exact, on by default) each prompt's first `n_up` tokens are run once per
 generation under the all-zero NAMM and every member continues from a copy (adapters/hf/prefix.py).
 
+Every model run (members, full-cache references, calibration, the shared prefixes) takes the config's
+attention path (`exact`; adapters.hf.attach): by default attention is computed once for output and observer.
+
 Collective steps (every rank calls them in the same order): `calibrate`, `begin_generation` (full-cache
 references, computed once per prompt set, sharded over ranks; scores are cached in <run>/fullcache/)
 and `evaluate_heldout` (the held-out prompts sharded over ranks). `evaluate` runs one member on this rank.
@@ -85,6 +88,7 @@ class LMFitness:
         # Prompts are fed in chunks of n_up tokens, so a member resuming from a shared prefix of n_up tokens
         # meets the same chunk boundaries as one starting from scratch (bit-identical results).
         self.prefill_chunk = config.namm_config().n_up
+        self.exact = bool(getattr(config, "exact", False))
         self.current: list[PromptSet] = []
         self._current_key: tuple | None = None
         self._heldout: dict[int, list[PromptSet]] = {}
@@ -100,7 +104,7 @@ class LMFitness:
         """(score, cache fraction) of a greedy generation."""
         gen = greedy_generate(self.model, prompt.ids, policy, max_new_tokens=prompt.max_new_tokens,
                               eos_token_id=self.tokenizer.eos_token_id, cache=cache,
-                              prefill_chunk=self.prefill_chunk)
+                              prefill_chunk=self.prefill_chunk, exact=self.exact)
         text = self.tokenizer.decode(gen.tokens[0], skip_special_tokens=True)
         return float(prompt.score(text)), float(gen.cache_fraction)
 
@@ -108,7 +112,7 @@ class LMFitness:
         if prompt.answer_ids is None:
             raise ValueError(f"lm_metric {self.metric!r} needs gold answer tokens; task {prompt.task!r} has none")
         return answer_logprobs(self.model, prompt.ids, prompt.answer_ids, policy, cache=cache,
-                               prefill_chunk=self.prefill_chunk)
+                               prefill_chunk=self.prefill_chunk, exact=self.exact)
 
     def _member_value(self, namm, prompt_set: PromptSet, i: int) -> tuple[float, float]:
         """(value, cache fraction) of `namm` on prompt i of the set."""
@@ -128,7 +132,7 @@ class LMFitness:
         from adapters.hf.prefix import SharedPrefix
 
         observer = NAMM.observer(self.config.namm_config())
-        return [SharedPrefix(self.model, p.ids, observer) if p.ids.shape[-1] > observer.n_up else None
+        return [SharedPrefix(self.model, p.ids, observer, exact=self.exact) if p.ids.shape[-1] > observer.n_up else None
                 for p in prompts]
 
     def _full_scores(self, task: str, prompts: list[Prompt], label: str, length: int) -> float:
@@ -193,7 +197,7 @@ class LMFitness:
         if self.dist.is_main:
             ids = [p.ids for task in stage.tasks for p in
                    self.source.draw(task, self.config.calibration_prompts, length, seed_label("calibration", self.config.seed))]
-            count = calibrate_normalisation(namm, self.model, ids)
+            count = calibrate_normalisation(namm, self.model, ids, exact=self.exact)
             if count == 0:
                 raise ValueError(f"calibration saw no features: prompts of {length} tokens are shorter than the "
                                  f"NAMM's n_up ({namm.n_up}); raise calibration_length or lower namm.n_up")

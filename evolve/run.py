@@ -26,7 +26,7 @@ from core.atomic import remove_stale_temporaries
 from core.destination import check_destination
 from core.errors import cli_main, on_interrupt
 from core.lock import FolderLock
-from evolve.config import load_config
+from evolve.config import RUN_FOLDER_FIELDS_BEFORE, load_config
 from evolve.distributed import env_rank, init_from_env, shutdown
 from evolve.loop import evolve
 
@@ -86,7 +86,8 @@ def _main(argv=None) -> int:
     overrides = list(args.overrides) + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     check_destination(out, False, "--out folder", own_run=is_run_folder,
                       remedy="it is not an evolution run folder; choose another --out")
-    config = load_config(config_path, overrides)
+    # the run folder's own config.yaml: a field it lacks was not there when the run was made
+    config = load_config(config_path, overrides, None if args.config else RUN_FOLDER_FIELDS_BEFORE)
     check_lengths(config, config_path)
     on_interrupt(f"{out} holds the run up to its last finished generation; add --resume to the same command "
                  f"to continue")

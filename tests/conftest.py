@@ -74,15 +74,18 @@ def fake_lm(monkeypatch):
 
     class Calls(list):
         policies: list = []
+        exact: list = []  # the attention path of each call
 
     calls = Calls()
-    calls.policies = []
+    calls.policies, calls.exact = [], []
 
     def load_model(name, dtype="float32"):
         return SimpleNamespace(config=SimpleNamespace(max_position_embeddings=8192)), FakeTokenizer()
 
-    def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id, context_end=None, replay_prompt=None):
+    def greedy_generate(model, ids, policy, max_new_tokens, eos_token_id, context_end=None, replay_prompt=None,
+                        exact=False):
         calls.append((policy.name, ids.shape[1]))
+        calls.exact.append(exact)
         calls.policies.append(policy)
         if policy.name == "namm":
             if policy.config.selection == "topk":

@@ -55,12 +55,13 @@ def test_fraction_at_update_is_taken_over_the_managed_layers():
     assert gen.fraction_at_update == pytest.approx(0.6, abs=0.01)
 
 
+@pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("n_up, prefill_chunk", [(32, 48), (64, 20), (100, 300)])
-def test_zero_namm_changes_nothing_past_the_window(n_up, prefill_chunk):
+def test_zero_namm_changes_nothing_past_the_window(n_up, prefill_chunk, exact):
     """Prompt and decoding both run far past the 16-token window; chunks smaller and larger than it."""
     model = tiny_gemma()
     ids = prompt(300, n_up + prefill_chunk)
-    assert_zero_namm_changes_nothing(model, ids, n_up=n_up, new_tokens=40, prefill_chunk=prefill_chunk)
+    assert_zero_namm_changes_nothing(model, ids, n_up=n_up, new_tokens=40, prefill_chunk=prefill_chunk, exact=exact)
 
 
 def masked_reference_logits(model, ids, evicted, n_prefix):

@@ -43,42 +43,62 @@ def unmodified_greedy(model, ids, new_tokens, prefill_chunk):
     return logits
 
 
-def assert_zero_namm_changes_nothing(model, ids, n_up, new_tokens, prefill_chunk=96):
-    """Bit-identity: the all-zero NAMM observes and scores but never evicts, so every logit must be
-    exactly the unmodified model's, also for forwards longer than n_up (split at updates)."""
+DEFAULT_PATH_ATOL = 1e-5  # the default path's logits against the unmodified model's (issue 27)
+
+
+def assert_like_unmodified(logits, reference, exact: bool, atol: float = DEFAULT_PATH_ATOL) -> None:
+    """Per-step logits of a policy that evicts nothing against the unmodified model's: bit for bit on the
+    exact path, within `atol` on the default path (one attention computation, other rounding)."""
+    assert len(logits) == len(reference)
+    if exact:
+        assert all(torch.equal(a, b) for a, b in zip(logits, reference))
+    else:
+        assert max_logit_gap(logits, reference) < atol
+
+
+def assert_zero_namm_changes_nothing(model, ids, n_up, new_tokens, prefill_chunk=96, exact=True,
+                                     atol=DEFAULT_PATH_ATOL):
+    """The all-zero NAMM observes and scores but never evicts: every logit is the unmodified model's,
+    also for forwards longer than n_up (split at updates); bit for bit on the exact path, within rounding
+    and with the same greedy tokens on the default path."""
     ref = model.generate(ids, max_new_tokens=new_tokens, do_sample=False, output_logits=True,
                          return_dict_in_generate=True)
-    with attach(model, zero_namm(n_up)) as session:
+    with attach(model, zero_namm(n_up), exact=exact) as session:
         out = model.generate(ids, max_new_tokens=new_tokens, do_sample=False, output_logits=True,
                              return_dict_in_generate=True)
     assert session.n_updates > 0, "the NAMM never ran: the test would prove nothing"
     assert torch.equal(out.sequences, ref.sequences)
-    assert all(torch.equal(a, b) for a, b in zip(out.logits, ref.logits))
+    assert_like_unmodified(out.logits, ref.logits, exact, atol)
     own = greedy_generate(model, ids, zero_namm(n_up), max_new_tokens=new_tokens, prefill_chunk=prefill_chunk,
-                          return_logits=True)
+                          return_logits=True, exact=exact)
     plain = unmodified_greedy(model, ids, new_tokens, prefill_chunk)
     assert len(own.logits) == len(plain) == new_tokens
-    assert all(torch.equal(a, b) for a, b in zip(own.logits, plain))
+    assert own.tokens[0] == [int(x.argmax()) for x in plain]
+    assert_like_unmodified(own.logits, plain, exact, atol)
     # Chunked prefill is a different sum order than generate's single prompt forward: close, not equal.
     assert own.tokens[0] == ref.sequences[0, ids.shape[1]:].tolist()
-    assert max_logit_gap(own.logits, ref.logits) < 1e-5
+    assert max_logit_gap(own.logits, ref.logits) < (1e-5 if exact else atol)
     assert own.cache_fraction == 1.0
 
 
+@pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("n_up, prefill_chunk", [(64, 96), (64, 50), (32, 300), (100, 64)])
-def test_zero_namm_changes_nothing_on_tiny_llama(n_up, prefill_chunk):
+def test_zero_namm_changes_nothing_on_tiny_llama(n_up, prefill_chunk, exact):
     model = tiny_llama()
     ids = torch.randint(0, 128, (1, 300), generator=torch.Generator().manual_seed(n_up + prefill_chunk))
-    assert_zero_namm_changes_nothing(model, ids, n_up=n_up, new_tokens=40, prefill_chunk=prefill_chunk)
+    assert_zero_namm_changes_nothing(model, ids, n_up=n_up, new_tokens=40, prefill_chunk=prefill_chunk, exact=exact)
 
 
 @pytest.mark.slow
-def test_zero_namm_changes_nothing_on_embedded_model(smollm2):
+@pytest.mark.parametrize("exact", [True, False])
+def test_zero_namm_changes_nothing_on_embedded_model(smollm2, exact):
     model, tokenizer = smollm2
     text = "The history of the city begins with a small fishing village on the river. " * 80
     ids = tokenizer(text, return_tensors="pt").input_ids[:, :1100]
     # generate's 1,100-token prompt forward spans two updates; greedy_generate's 512-token chunks too.
-    assert_zero_namm_changes_nothing(model, ids, n_up=512, new_tokens=8, prefill_chunk=512)
+    # On the default path 30 layers of other rounding move SmolLM2's logits (about 20 in size) by up to
+    # 3.5e-5 (measured): 1e-4 here, the tiny models' 1e-5 elsewhere; the greedy tokens stay identical.
+    assert_zero_namm_changes_nothing(model, ids, n_up=512, new_tokens=8, prefill_chunk=512, exact=exact, atol=1e-4)
 
 
 def masked_reference_logits(model, ids, evicted, n_prefix):

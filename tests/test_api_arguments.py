@@ -22,6 +22,8 @@ def ids(n=40, seed=0):
     (lambda m: attach(m, "h2o").__enter__(), r"policy: expected a MemoryPolicy or None, got str 'h2o'"),
     (lambda m: attach(m, H2O(0.5), observe_rows=0).__enter__(), r"observe_rows: must be at least 1, got 0"),
     (lambda m: attach(m, None, observe_rows=2.5).__enter__(), r"observe_rows: expected an integer, got float"),
+    (lambda m: attach(m, H2O(0.5), exact="yes").__enter__(), r"exact: expected True or False, got str 'yes'"),
+    (lambda m: greedy_generate(m, ids(), H2O(0.5), exact=1), r"exact: expected True or False, got int 1"),
     (lambda m: greedy_generate(m, ids(), "h2o"), r"policy: expected a MemoryPolicy"),
     (lambda m: greedy_generate(m, ids(), prefill_chunk=0), r"prefill_chunk: must be at least 1, got 0"),
     (lambda m: greedy_generate(m, ids(), observe_rows=0), r"observe_rows: must be at least 1, got 0"),

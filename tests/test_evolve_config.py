@@ -58,6 +58,9 @@ def test_missing_and_unknown_fields():
         parse_config(GOOD.replace("fitness: toy", "fitness: lm").replace("[a]", "[nope]"), "cfg.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_config("stages: [\n", "cfg.yaml")
+    with pytest.raises(ConfigError, match=r"cfg.yaml:2: field 'exact': expected true or false, got 'yes please'"):
+        parse_config(GOOD.replace("popsize: 4", "exact: yes please"), "cfg.yaml")
+    assert parse_config(GOOD, "cfg.yaml").exact is False  # the default: attention computed once
 
 
 def test_override_errors_name_the_override():

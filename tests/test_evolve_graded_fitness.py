@@ -94,20 +94,23 @@ def test_shared_prefix_gives_exactly_the_fitness_from_scratch(tmp_path, metric, 
     assert a.fitness == b.fitness and a.cache_fraction == b.cache_fraction
 
 
-def test_shared_prefix_generation_and_answer_are_bit_identical(one_thread):
+@pytest.mark.parametrize("exact", [True, False])
+def test_shared_prefix_generation_and_answer_are_bit_identical(exact, one_thread):
+    """On either attention path, a member from the prefix computed on that path equals one from scratch."""
     model = tiny_llama()
     ids = torch.randint(0, 128, (1, 4 * N_UP + 5), generator=torch.Generator().manual_seed(1))
     answer = torch.randint(0, 128, (6,), generator=torch.Generator().manual_seed(2))
-    prefix = SharedPrefix(model, ids, NAMM.zeros(NAMMConfig(n_up=N_UP)))
+    prefix = SharedPrefix(model, ids, NAMM.zeros(NAMMConfig(n_up=N_UP)), exact=exact)
     namm = evicting_namm()
-    scratch = greedy_generate(model, ids, namm, max_new_tokens=N_UP + 3, prefill_chunk=N_UP, return_logits=True)
+    scratch = greedy_generate(model, ids, namm, max_new_tokens=N_UP + 3, prefill_chunk=N_UP, return_logits=True,
+                              exact=exact)
     resumed = greedy_generate(model, ids, namm, max_new_tokens=N_UP + 3, prefill_chunk=N_UP, return_logits=True,
-                              cache=prefix.cache_for(namm))
+                              cache=prefix.cache_for(namm), exact=exact)
     assert scratch.cache_fraction < 0.9
     assert scratch.tokens == resumed.tokens and scratch.kept_tokens == resumed.kept_tokens
     assert all(torch.equal(x, y) for x, y in zip(scratch.logits, resumed.logits))
-    a = answer_logprobs(model, ids, answer, namm, prefill_chunk=N_UP)
-    b = answer_logprobs(model, ids, answer, namm, prefill_chunk=N_UP, cache=prefix.cache_for(namm))
+    a = answer_logprobs(model, ids, answer, namm, prefill_chunk=N_UP, exact=exact)
+    b = answer_logprobs(model, ids, answer, namm, prefill_chunk=N_UP, cache=prefix.cache_for(namm), exact=exact)
     assert torch.equal(a.logprobs, b.logprobs) and a.cache_fraction == b.cache_fraction
     # the prefix itself is left untouched by members
     assert prefix.cache.fraction() == 1.0

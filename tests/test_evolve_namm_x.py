@@ -53,22 +53,23 @@ def test_on_a_tiny_llama_the_full_cache_scores_1_and_dropping_evidence_scores_le
 
 
 @torch.no_grad()
-def test_a_namm_x_member_from_the_shared_prefix_is_bit_identical_to_one_from_scratch(one_thread):
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_namm_x_member_from_the_shared_prefix_is_bit_identical_to_one_from_scratch(exact, one_thread):
     model = tiny_llama()
     ids = torch.randint(0, 128, (1, 4 * N_UP + 5), generator=torch.Generator().manual_seed(1))
     config = NAMMConfig(**json.loads(json.dumps(dict(n_up=N_UP, update_at_prompt_end=True, features="namm_x",
                                                       selection="topk", budget=0.4, head_mode="per_head"))))
     namm = NAMM(config, 0.5 * torch.randn(config.n_params, generator=torch.Generator().manual_seed(4)))
-    prefix = SharedPrefix(model, ids, NAMM.observer(config))
-    scratch = greedy_generate(model, ids, namm, max_new_tokens=5, prefill_chunk=N_UP, return_logits=True)
+    prefix = SharedPrefix(model, ids, NAMM.observer(config), exact=exact)
+    scratch = greedy_generate(model, ids, namm, max_new_tokens=5, prefill_chunk=N_UP, return_logits=True, exact=exact)
     resumed = greedy_generate(model, ids, namm, max_new_tokens=5, prefill_chunk=N_UP, return_logits=True,
-                              cache=prefix.cache_for(namm))
+                              cache=prefix.cache_for(namm), exact=exact)
     assert scratch.cache_fraction < 0.6
     assert scratch.tokens == resumed.tokens and scratch.kept_tokens == resumed.kept_tokens
     assert all(torch.equal(x, y) for x, y in zip(scratch.logits, resumed.logits))
     answer = torch.randint(0, 128, (4,), generator=torch.Generator().manual_seed(2))
-    a = answer_logprobs(model, ids, answer, namm, prefill_chunk=N_UP)
-    b = answer_logprobs(model, ids, answer, namm, prefill_chunk=N_UP, cache=prefix.cache_for(namm))
+    a = answer_logprobs(model, ids, answer, namm, prefill_chunk=N_UP, exact=exact)
+    b = answer_logprobs(model, ids, answer, namm, prefill_chunk=N_UP, cache=prefix.cache_for(namm), exact=exact)
     assert torch.equal(a.logprobs, b.logprobs)
     with pytest.raises(ValueError, match="must not evict"):
         SharedPrefix(model, ids, namm)

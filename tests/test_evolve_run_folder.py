@@ -77,6 +77,32 @@ def test_resume_that_changes_the_objective_is_refused_and_config_yaml_kept(tmp_p
     assert (tmp_path / "run" / "config.yaml").read_text() == before
 
 
+@pytest.mark.parametrize("made_exact", [False, True])
+def test_resume_keeps_the_attention_path_the_run_was_made_on(tmp_path, capsys, made_exact):
+    assert _run(tmp_path, "stages.1.generations=1", f"exact={str(made_exact).lower()}") == 0
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["exact"] is made_exact
+    capsys.readouterr()
+    assert _run(tmp_path, "--resume", f"exact={str(not made_exact).lower()}") == 2
+    assert (f"field 'exact': the run was made with {made_exact}, --resume asks for {not made_exact}; pass "
+            f"exact={str(made_exact).lower()} to continue it" in capsys.readouterr().err)
+    assert _run(tmp_path, "--resume", f"exact={str(made_exact).lower()}", "stages.1.generations=2") == 0
+
+
+def test_a_run_folder_from_before_the_exact_field_resumes_on_the_exact_path(tmp_path, capsys):
+    """Its config.yaml has no 'exact': the run was made on the exact path, and continues on it."""
+    _three_generations(tmp_path)
+    path = tmp_path / "run" / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    del saved["exact"]
+    path.write_text(yaml.safe_dump(saved, sort_keys=False))
+    capsys.readouterr()
+    assert _run(tmp_path, "--resume") == 2  # the config file's default is the shared path
+    assert "field 'exact': the run was made with True, --resume asks for False" in capsys.readouterr().err
+    out = ["--out", str(tmp_path / "run"), "--no-progress", "--resume"]
+    assert main([*out, "stages.1.generations=2"]) == 0  # the run folder's own config.yaml: exact as it was made
+    assert yaml.safe_load(path.read_text())["exact"] is True
+
+
 def test_resume_may_lengthen_the_run_and_change_threads(tmp_path):
     _three_generations(tmp_path)
     assert _run(tmp_path, "--resume", "stages.1.generations=3", "threads=1") == 0

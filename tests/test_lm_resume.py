@@ -215,3 +215,22 @@ def test_a_second_run_on_a_locked_folder_is_refused_and_cuts_no_line_being_writt
         assert main(BASE + ["--policies", "full", "--out-dir", str(out)]) == 2
     assert "output folder is in use by process" in capsys.readouterr().err
     assert path.read_bytes() == torn and len(fake_lm) == 2
+
+
+def test_the_attention_path_is_recorded_and_rows_from_before_it_count_as_exact(tmp_path, fake_lm):
+    """A policy that reads attention keeps its rows per path: `exact: false` on the default path, nothing on the
+    exact one, as every row stored before the field existed (made on the exact path, reused by --exact only).
+    A policy that reads no attention (l2) runs the same on both paths: its rows serve both."""
+    out = tmp_path / "run"
+    assert main(BASE + ["--policies", "h2o,l2", "--exact", "--out-dir", str(out)]) == 0
+    assert fake_lm.exact == [True] * 4 and _results(out)["exact"] is True
+    h2o = out / "preds" / "h2o" / "passkey.jsonl"
+    assert all("exact" not in json.loads(line)["settings"] for line in h2o.read_text().splitlines())
+    assert main(BASE + ["--policies", "h2o,l2", "--out-dir", str(out)]) == 0  # the default path
+    assert [name for name, _ in fake_lm][4:] == ["h2o", "h2o"] and fake_lm.exact[4:] == [False, False]
+    assert _results(out)["exact"] is False
+    rows = [json.loads(line) for line in h2o.read_text().splitlines()]
+    assert [r["settings"].get("exact") for r in rows] == [None, None, False, False]
+    assert main(BASE + ["--policies", "h2o,l2", "--exact", "--out-dir", str(out)]) == 0
+    assert main(BASE + ["--policies", "h2o,l2", "--out-dir", str(out)]) == 0
+    assert len(fake_lm) == 6, "each path's rows are reused by a run on that path"

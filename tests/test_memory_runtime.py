@@ -181,17 +181,49 @@ def test_update_schedule_segments():
 
 
 @pytest.mark.parametrize("params", [None, "random"])
-def test_shared_attention_mode_matches_sdpa_closely(params):
-    """The opt-in mode computes each output from the observer's probabilities: the same attention
-    up to rounding (and the same evictions), not bit-identical."""
+def test_the_default_path_matches_the_exact_path_closely(params):
+    """By default each output comes from the observer's probabilities: the same attention as the exact
+    path's SDPA up to rounding (and the same evictions), not bit-identical."""
     model = tiny_llama(seed=3)
     ids = torch.randint(0, 128, (1, 200), generator=torch.Generator().manual_seed(1))
     flat = torch.zeros(4172) if params is None else torch.randn(4172, generator=torch.Generator().manual_seed(5)) * 0.05
     make = lambda: NAMM(NAMMConfig(n_up=64), params=flat)  # noqa: E731
     runs = [greedy_generate(model, ids, make(), max_new_tokens=20, prefill_chunk=96, return_logits=True,
-                            shared_attention=shared) for shared in (False, True)]
+                            exact=exact) for exact in (True, False)]
     assert runs[0].tokens == runs[1].tokens
     assert runs[0].kept_tokens == runs[1].kept_tokens
     if params is not None:
         assert max(runs[0].kept_tokens) < 150, "this NAMM was expected to evict"
-    assert max((a - b).abs().max().item() for a, b in zip(runs[0].logits, runs[1].logits)) < 1e-4
+    assert max((a - b).abs().max().item() for a, b in zip(runs[0].logits, runs[1].logits)) < 1e-5
+
+
+def count_observed_rows(policy):
+    """Wrap `policy.observe` to count the query rows it is handed; returns the running count (a list of one)."""
+    observe, rows = policy.observe, [0]
+
+    def counted(mem, probs, rows_left):
+        rows[0] += probs.shape[2]
+        observe(mem, probs, rows_left)
+
+    policy.observe = counted
+    return rows
+
+
+@pytest.mark.parametrize("name", ["tova", "snapkv", "adakv(snapkv)"])
+def test_observing_only_the_rows_a_policy_reads_keeps_the_same_tokens(name, one_thread):
+    """TOVA reads the last row before each update, SnapKV its last 32: the default path computes only those
+    rows' probabilities, and every update of every layer keeps exactly the indices it keeps with every row
+    observed (the exact path). Chunks, 16-row blocks and a window across block edges; updates in decoding."""
+    from core.policies import Schedule
+    from core.registry import make_policy
+    from tests.test_namm_x import assert_same_decisions, decisions
+
+    model = tiny_llama(seed=4)
+    ids = torch.randint(0, 128, (1, 300), generator=torch.Generator().manual_seed(6))
+    runs, rows = {}, {}
+    for exact in (True, False):
+        policy = make_policy(name, budget=0.4, schedule=Schedule(72, True))
+        rows[exact] = count_observed_rows(policy)
+        runs[exact] = decisions(model, ids, policy, new_tokens=60, prefill_chunk=100, observe_rows=16, exact=exact)
+    assert_same_decisions(runs[False], runs[True])
+    assert rows[False][0] < rows[True][0] / 2, f"the default path observed {rows[False][0]} of {rows[True][0]} rows"

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from adapters.decision_transformer import EpisodeActor
@@ -14,10 +15,10 @@ from eval.rl.rollout import run_batch
 DT = Path(__file__).resolve().parents[1] / "checkpoints" / "dt-hopper"
 
 
-def recorded_rollout(bundle, policy, steps, seeds=(0,)):
+def recorded_rollout(bundle, policy, steps, seeds=(0,), exact=False):
     actions, histories = [], []
 
-    with attach(bundle.model, policy) as session:
+    with attach(bundle.model, policy, exact=exact) as session:
         actor = EpisodeActor(session)
 
         def act(b, history, rows, state):
@@ -44,14 +45,21 @@ def test_stepping_with_the_cache_matches_the_full_forward(one_thread):
     assert (stepped - preds[0]).abs().max().item() < 1e-5
 
 
-def test_zero_namm_takes_exactly_the_full_cache_actions(one_thread):
+@pytest.mark.parametrize("exact", [True, False])
+def test_zero_namm_takes_the_full_cache_actions(exact, one_thread):
+    """Bit for bit on the exact path; within rounding on the default path (one attention computation)."""
     bundle = load_dt(DT)
     full, _, full_returns, _ = recorded_rollout(bundle, FullCache(), 120, seeds=(0, 1))
-    zero, _, zero_returns, actor = recorded_rollout(bundle, NAMM.zeros(NAMMConfig(n_up=32)), 120, seeds=(0, 1))
+    zero, _, zero_returns, actor = recorded_rollout(bundle, NAMM.zeros(NAMMConfig(n_up=32)), 120, seeds=(0, 1),
+                                                    exact=exact)
     assert actor.session.n_updates > 0
     assert len(full) == len(zero)
-    assert all(torch.equal(a, b) for a, b in zip(full, zero))
-    assert (full_returns == zero_returns).all()
+    if exact:
+        assert all(torch.equal(a, b) for a, b in zip(full, zero))
+        assert (full_returns == zero_returns).all()
+    else:
+        assert max((a - b).abs().max().item() for a, b in zip(full, zero)) < 1e-5
+        assert full_returns == pytest.approx(zero_returns, rel=1e-4)
 
 
 def test_a_budget_policy_evicts_from_the_episode_cache(one_thread):

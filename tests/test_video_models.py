@@ -44,7 +44,8 @@ def _hf_folder(path):
     tok.save_pretrained(path)
 
 
-def test_hf_folder_loads_prompts_with_model_card_template_and_zero_namm_is_exact(tmp_path):
+@pytest.mark.parametrize("exact", [True, False])
+def test_hf_folder_loads_prompts_with_model_card_template_and_zero_namm_is_exact(tmp_path, exact):
     _hf_folder(tmp_path / "hf")
     chat = load_video_chat(str(tmp_path / "hf"))
     assert chat.hf_template and chat.processor.tokens_per_frame == 4
@@ -57,7 +58,7 @@ def test_hf_folder_loads_prompts_with_model_card_template_and_zero_namm_is_exact
     inputs = chat.processor(prompt, frames)
     assert inputs["input_ids"][0].tolist().count(3) == 8 * 4 and inputs["pixel_values_videos"].shape == (1, 8, 3, 32, 32)
     plain = chat.reply(frames, prompt, 6)
-    with attach(chat.model, NAMM.zeros(NAMMConfig(n_up=16))) as session:
+    with attach(chat.model, NAMM.zeros(NAMMConfig(n_up=16)), exact=exact) as session:
         assert chat.reply(frames, prompt, 6) == plain
     assert session.n_updates > 0
 

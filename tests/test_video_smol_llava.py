@@ -193,11 +193,14 @@ def test_a_committed_compact_copy_continues_training_where_the_stage_stopped(tmp
         lm_stage.main(["--out", str(copy), "--steps", "3", *small[:-4], "--rank", "4", "--alpha", "4"])
 
 
-def test_the_all_zero_namm_gives_the_unmodified_logits_on_a_long_video_prompt(smol_model):
+@pytest.mark.parametrize("exact", [True, False])
+def test_the_all_zero_namm_gives_the_unmodified_logits_on_a_long_video_prompt(smol_model, exact):
     """64 frames of 25 tokens: a prompt of over 1.6k tokens on which the NAMM updates at its own cadence (every
-    512 tokens, no update forced at the prompt's end), scores every token and keeps them all."""
+    512 tokens, no update forced at the prompt's end), scores every token and keeps them all: bit for bit on
+    the exact path, within rounding on the default path."""
     from adapters.hf import attach
     from core.namm import NAMM, NAMMConfig
+    from tests.test_adapter_llama import assert_like_unmodified
 
     model, processor = smol_model
     spec, questions = make_video(random.Random(3), "v", 32, 2, 1)
@@ -210,11 +213,12 @@ def test_the_all_zero_namm_gives_the_unmodified_logits_on_a_long_video_prompt(sm
     plain = model.generate(**kwargs)
     namm = NAMM.zeros(NAMMConfig())
     assert (namm.schedule.n_up, namm.schedule.at_prompt_end) == (512, False)
-    with attach(model, namm) as session:
+    with attach(model, namm, exact=exact) as session:
         out = model.generate(**kwargs)
     assert session.n_updates >= 3
     assert torch.equal(out.sequences, plain.sequences)
-    assert all(torch.equal(a, b) for a, b in zip(out.logits, plain.logits))
+    # SmolLM2's 30 layers of other rounding on the default path: up to 3.1e-5 measured (as in test_adapter_llama)
+    assert_like_unmodified(out.logits, plain.logits, exact, atol=1e-4)
 
 
 def test_the_rebuild_command_runs_its_phases_and_writes_a_model_eval_video_loads(tmp_path, monkeypatch):

@@ -24,6 +24,11 @@ def check_int(name: str, value, minimum: int) -> None:
         raise UserError(f"{name}: must be at least {minimum}, got {value}")
 
 
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+
+
 def vocab_size(model) -> int | None:
     embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     return getattr(embeddings, "num_embeddings", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from adapters.hf import attention
-from adapters.hf.arguments import check_int, check_policy
+from adapters.hf.arguments import check_bool, check_int, check_policy
 from adapters.hf.cache import MemoryCache
 from adapters.hf.prompt_state import PromptState
 from core.memory import LayerMemory
@@ -15,9 +15,9 @@ class MemorySession:
     """What the attention function needs while a policy is attached: the policy and the cache."""
 
     def __init__(self, policy: MemoryPolicy, managed: dict[int, object], num_layers: int, observe_rows: int,
-                 shared_attention: bool = False):
+                 exact: bool = False):
         self.policy = policy
-        self.shared_attention = bool(shared_attention)
+        self.exact = bool(exact)  # the output from SDPA and every row observed (adapters.hf.attention)
         self.managed = managed
         self.num_layers = num_layers
         self.observe_rows = int(observe_rows)
@@ -71,7 +71,7 @@ def _use_memory_cache(session: MemorySession):
 
 
 @contextmanager
-def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, shared_attention: bool = False):
+def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, exact: bool = False):
     """Apply `policy` to every managed attention layer of `model` for the duration of the block.
 
     Inside, `model(...)` and `model.generate(...)` use a `MemoryCache`: the policy observes
@@ -79,15 +79,19 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, s
     their original positions. Layers with a sliding window (the adapter's `sliding_layers`) are left
     to their window: the policy manages the others.
 
-    `shared_attention` (off by default): for a policy that observes, compute each layer's output
-    from the probabilities the observer needs (one Q.K^T instead of two). Equal to SDPA up to
-    float rounding, not bit-identical to the unmodified model.
+    By default, for a policy that observes attention, each layer computes one Q.K^T and softmax per
+    block of queries and takes its output from those probabilities (a policy that reads only the last
+    rows before an update, `observed_rows`, gets SDPA's output and probabilities for those rows only):
+    equal to the unmodified model up to float rounding. `exact=True` computes the output with SDPA as the
+    unmodified model does and the probabilities again for every row: a policy that evicts nothing is then
+    bit-identical to the unmodified model.
 
     Blocks nest: inside an inner block the inner policy runs; when it exits, the outer block's policy and
     attention settings are back exactly as they were.
     """
     check_policy(policy)
     check_int("observe_rows", observe_rows, 1)
+    check_bool("exact", exact)
     policy = policy if policy is not None else FullCache()
     adapter = _adapter_for(model)
     modules = adapter.attention_modules(model)
@@ -96,7 +100,7 @@ def attach(model, policy: MemoryPolicy | None = None, observe_rows: int = 128, s
     attention.register()
     sliding = adapter.sliding_layers(model) if hasattr(adapter, "sliding_layers") else set()
     managed = {m.layer_idx: m for m in modules if m.layer_idx not in sliding}
-    session = MemorySession(policy, managed, adapter.num_layers(model), observe_rows, shared_attention)
+    session = MemorySession(policy, managed, adapter.num_layers(model), observe_rows, exact)
     if getattr(policy, "observes_queries", False):
         from adapters.hf.rope import layer_rotaries
 

@@ -1,14 +1,21 @@
 """The attention function registered with transformers as "namm".
 
-It computes attention with SDPA and builds its own causal mask from the layer's real key length
-(layers differ after eviction). An `UpdateSchedule` splits a forward's new queries into segments
-that end where the policy is due to update, so a single forward over a long prompt evicts at the
-same points as feeding it chunk by chunk. The forward's output is one SDPA call, as in the
-unmodified model; only queries after an eviction inside the same forward are computed again.
-When the policy observes, each segment's attention probabilities are computed in blocks of at
-most `observe_rows` queries (one Q.K^T per KV head), averaged over each KV head's query group and
-handed to the policy; nothing of size queries x keys outlives its block. With the opt-in
-`shared_attention`, those probabilities also give the output, and the SDPA call is skipped.
+It builds its own causal mask from the layer's real key length (layers differ after eviction). An
+`UpdateSchedule` splits a forward's new queries into segments that end where the policy is due to
+update, so a single forward over a long prompt evicts at the same points as feeding it chunk by chunk.
+When the policy observes, the attention probabilities of each segment's queries are computed in blocks
+of at most `observe_rows` queries (one Q.K^T per KV head), averaged over each KV head's query group and
+handed to the policy; nothing of size queries x keys outlives its block.
+
+Two paths compute the layer's output under a policy that observes attention:
+
+- the default: one computation serves both. A policy that reads every row (the NAMM, H2O) gets the
+  output from the same probabilities it observes, and no SDPA call is made; a policy that reads only
+  the last rows before an update (`observed_rows`: TOVA, SnapKV) gets its output from SDPA and
+  probabilities for those rows only. Equal to the unmodified model up to float rounding.
+- `exact`: the output is one SDPA call over the whole forward, as in the unmodified model (only queries
+  after an eviction inside the same forward are computed again), and probabilities are computed again
+  for every row. A policy that evicts nothing is then bit-identical to the unmodified model.
 
 A layer with a sliding window (transformers passes `sliding_window`, e.g. Gemma 3's local layers) is
 never managed by the policy: it attends to the last `sliding_window` tokens, as the unmodified model
@@ -183,14 +190,15 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
 
     policy = session.policy
     q_len = query.shape[2]
-    shared = session.shared_attention and policy.observes
-    if shared:  # opt-in: the output comes from the probabilities the observer computes anyway
+    shared = shares_output(session, policy)
+    if shared:  # the output comes from the probabilities the observer computes anyway
         output = query.new_empty(*query.shape[:3], value.shape[-1])
     else:
         # The whole forward is first computed in one SDPA call, exactly as the unmodified model
         # does (so a policy that evicts nothing is bit-identical); only the queries after an
         # eviction inside this forward are computed again, against the reduced cache.
         output = sdpa(query, key, value, scaling, mem.visible())
+    rows_read = None if session.exact else policy.observed_rows
     updated = False
     for seg in UpdateSchedule.for_forward(session, mem, q_len).segments():
         n_keys = seg.keys_visible(len(mem), q_len)
@@ -204,11 +212,25 @@ def memory_attention(module, query, key, value, attention_mask, scaling=None, dr
             observe_queries(session, mem, segment, n_keys, module.layer_idx)
         if policy.observes:
             observe(session, mem, segment, keys, scaling, seg,
-                    (values, output[:, :, seg.start : seg.end]) if shared else None)
+                    (values, output[:, :, seg.start : seg.end]) if shared else None, rows_read)
         if seg.updates:
             run_update(session, mem)
             updated = True
     return output.transpose(1, 2).contiguous(), None
+
+
+def shares_output(session, policy) -> bool:
+    """Whether the layer's output comes from the observer's probabilities: on the default path, for a policy
+    that reads the attention of every query row."""
+    return not session.exact and policy.observes and policy.observed_rows is None
+
+
+def first_row_read(n_rows: int, rows_after: int, rows_read: int | None) -> int:
+    """The first of a segment's `n_rows` rows the policy reads when it reads only rows followed by fewer than
+    `rows_read` queries before the next update (`rows_after` of them come after the segment); 0 for all."""
+    if rows_read is None:
+        return 0
+    return max(0, n_rows + rows_after - rows_read)
 
 
 def windowed_attention(module, session, query, key, value, scaling, window: int):
@@ -225,16 +247,22 @@ def windowed_attention(module, session, query, key, value, scaling, window: int)
     return output, None
 
 
-def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> None:
+def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None, rows_read: int | None = None) -> None:
     """Hand the policy the GQA-averaged probabilities of the segment's queries, in blocks of at
     most `session.observe_rows` rows (statistics for the policy: never part of an autograd graph).
-    With `shared` = (values, out), also write the attention output of those rows into `out`."""
+    With `shared` = (values, out), also write the attention output of those rows into `out`.
+    With `rows_read` (the policy's `observed_rows`), only the rows the policy reads are computed; the
+    blocks keep their boundaries, so each block's sums add the same rows in the same order."""
     started = time.perf_counter()
     n_rows, n_keys = segment.shape[2], keys.shape[2]
     seen = mem.visible(n_keys)
+    first = first_row_read(n_rows, seg.rows_after, rows_read)
     for block in range(0, n_rows, session.observe_rows):
-        rows = segment[:, :, block : block + session.observe_rows]
-        block_end = block + rows.shape[2]
+        block_end = min(n_rows, block + session.observe_rows)
+        if block_end <= first:
+            continue
+        start = max(block, first)
+        rows = segment[:, :, start:block_end]
         visible = keys_seen_by(n_keys, n_rows, block_end)
         with torch.no_grad():
             probs = group_probs(rows, keys[:, :, :visible], scaling, None if seen is None else seen[..., :visible])
@@ -242,7 +270,7 @@ def observe(session, mem, segment, keys, scaling, seg: Segment, shared=None) -> 
             values, out = shared
             b, hkv, group, r, _ = probs.shape
             attended = torch.matmul(probs.view(b, hkv, group * r, visible).to(values.dtype), values[:, :, :visible])
-            out[:, :, block : block + r] = attended.view(b, hkv * group, r, -1)
+            out[:, :, start:block_end] = attended.view(b, hkv * group, r, -1)
         with torch.no_grad():
             averaged = group_mean(probs)
             rows_left = (n_rows - block_end) + seg.rows_after  # queries still to come before the next update

@@ -13,13 +13,14 @@ from core.namm import NAMM
 
 
 @torch.no_grad()
-def calibrate_normalisation(namm: NAMM, model, token_ids: list[torch.Tensor]) -> int:
+def calibrate_normalisation(namm: NAMM, model, token_ids: list[torch.Tensor], exact: bool = False) -> int:
     """Set `namm`'s normalisation statistics from prompts `token_ids`; returns the number of
-    feature vectors seen. Prompts shorter than `namm.n_up` tokens contribute nothing."""
+    feature vectors seen. Prompts shorter than `namm.n_up` tokens contribute nothing. `exact`: the
+    attention path, as in `adapters.hf.attach`."""
     probe = NAMM.zeros(namm.config)
     probe.start_calibration()
     for ids in token_ids:
-        greedy_generate(model, ids, probe, max_new_tokens=1)
+        greedy_generate(model, ids, probe, max_new_tokens=1, exact=exact)
     count = probe.finish_calibration()
     namm.normaliser.mean = probe.normaliser.mean.clone()
     namm.normaliser.var = probe.normaliser.var.clone()

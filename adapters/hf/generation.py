@@ -32,10 +32,11 @@ class Generation:
 def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
                     prefill_chunk: int = 512, eos_token_id: int | list[int] | None = None,
                     return_logits: bool = False, observe_rows: int = 128, cache=None,
-                    shared_attention: bool = False, context_end: int | None = None,
+                    exact: bool = False, context_end: int | None = None,
                     replay_prompt=None) -> Generation:
     """Greedy decoding under `policy`. `cache`: a `MemoryCache` that already holds the prompt's first
-    tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them.
+    tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them. `exact`: as in `attach`
+    (the default computes attention once for output and observer, equal to the unmodified model up to rounding).
 
     `context_end` (query-agnostic protocol, as kvpress evaluates): the prompt's first `context_end` tokens
     are the context, compressed when it ends (whatever the policy's `update_at_prompt_end`); the rest (question, answer prefix) and the generated tokens are then appended uncompressed.
@@ -52,7 +53,7 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
     device = next(model.parameters()).device
     input_ids = input_ids.to(device)
     replay_seconds = 0.0
-    with attach(model, policy, observe_rows=observe_rows, shared_attention=shared_attention) as session:
+    with attach(model, policy, observe_rows=observe_rows, exact=exact) as session:
         started = time.perf_counter()
         n_prompt = input_ids.shape[1]
         if context_end is None:

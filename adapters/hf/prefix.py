@@ -8,7 +8,8 @@ into its state and evicts nothing); `cache_for(namm)` hands each member a deep c
 first update has been applied, exactly where it would have run had the member started from token 0.
 Prefill then continues at token `n_up`; when prompts are fed in chunks of `n_up` tokens (the reference
 cadence feeds 512 with n_up 512) the chunk boundaries are those of a run from scratch, and the
-member's outputs are bit-identical to it.
+member's outputs are bit-identical to it. The prefix is computed on the members' attention path (`exact`, as
+in `attach`): a member continuing from it on the same path is bit-identical to one run from scratch on that path.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def never_evicts(namm) -> bool:
 class SharedPrefix:
     """The cache after the first `namm.n_up` tokens of `input_ids`, before any eviction."""
 
-    def __init__(self, model, input_ids: torch.Tensor, observer, observe_rows: int = 128) -> None:
+    def __init__(self, model, input_ids: torch.Tensor, observer, observe_rows: int = 128, exact: bool = False) -> None:
         n_up = observer.n_up
         if input_ids.dim() == 1:
             input_ids = input_ids.unsqueeze(0)
@@ -52,9 +53,10 @@ class SharedPrefix:
         self.key = observer_key(observer)
         self.length = n_up
         self.observe_rows = observe_rows
+        self.exact = exact  # the attention path the members must run on
         device = next(model.parameters()).device
         started = time.perf_counter()
-        with torch.no_grad(), attach(model, observer, observe_rows=observe_rows) as session:
+        with torch.no_grad(), attach(model, observer, observe_rows=observe_rows, exact=exact) as session:
             self.cache = session.new_cache()
             session.prompt.feeding(last=False)  # the prompt goes on after the prefix
             _forward(model, input_ids[:, :n_up].to(device), self.cache, 0)

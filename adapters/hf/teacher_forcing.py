@@ -24,9 +24,9 @@ class AnswerRun:
 
 @torch.no_grad()
 def answer_logprobs(model, input_ids: torch.Tensor, answer_ids: torch.Tensor, policy=None, prefill_chunk: int = 512,
-                    observe_rows: int = 128, cache=None) -> AnswerRun:
+                    observe_rows: int = 128, cache=None, exact: bool = False) -> AnswerRun:
     """Prefill `input_ids` [1, L] under `policy`, then feed the gold `answer_ids` [n] in one forward, as
-    decoding would see them (no prompt-end update for the answer)."""
+    decoding would see them (no prompt-end update for the answer). `exact`: as in `attach`."""
     if input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
     answer_ids = answer_ids.flatten()
@@ -36,7 +36,7 @@ def answer_logprobs(model, input_ids: torch.Tensor, answer_ids: torch.Tensor, po
         raise ValueError("the gold answer has no tokens")
     device = next(model.parameters()).device
     input_ids, answer_ids = input_ids.to(device), answer_ids.to(device)
-    with attach(model, policy, observe_rows=observe_rows) as session:
+    with attach(model, policy, observe_rows=observe_rows, exact=exact) as session:
         cache, last = prefill(model, session, input_ids, prefill_chunk, cache)
         return answer_after_prompt(model, session, cache, last, answer_ids)
 

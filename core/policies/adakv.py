@@ -43,6 +43,7 @@ class AdaKV(BudgetPolicy):
         self.name = f"adakv({scorer.name})"
         self.revision = getattr(scorer, "revision", 1)
         self.observes = scorer.observes
+        self.observed_rows = getattr(scorer, "observed_rows", None)
         self.observes_queries = getattr(scorer, "observes_queries", False)
         self.replays_context = getattr(scorer, "replays_context", False)
         for attr in ("chunk_size", "prev_postfix_size", "n_sink"):  # what a context reconstruction reads

@@ -2,7 +2,7 @@
 
 A policy sees one layer's `LayerMemory` at a time. If `observes` is true, the adapter hands it
 the attention probabilities of each processed block of queries over the observed tokens,
-GQA-averaged to KV heads (`observe`). Every `n_up` processed tokens (and, with
+GQA-averaged to KV heads (`observe`); `observed_rows` says which of those rows it reads. Every `n_up` processed tokens (and, with
 `update_at_prompt_end`, when a prompt ends) the adapter calls `select`, which returns the per-head
 indices to keep (ascending, same count for every head) or None to keep everything. Both come from the
 policy's `Schedule`; policies compared with each other share one. A policy that sets `observes_queries` also
@@ -40,6 +40,10 @@ class MemoryPolicy:
     name = "policy"
     revision = 1  # raised when a rule changes what it keeps, so stored results made by the old rule are redone
     observes = False  # needs attention rows
+    # Which query rows `observe` reads: None, every row; k, only the last k rows before each update (a row read
+    # when fewer than k queries follow it before the update, as `rows_left` counts them). The attention
+    # function may then compute probabilities for those rows only; what the policy keeps must not change.
+    observed_rows: int | None = None
     observes_queries = False  # needs each segment's queries before RoPE (`observe_queries`)
     replays_context = False  # compresses a whole context after reconstructing it (kvzip; adapters.hf.kvzip)
     evicts = True  # False only for the full cache, which lets the adapter skip all bookkeeping

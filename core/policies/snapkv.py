@@ -19,6 +19,7 @@ class SnapKV(BudgetPolicy):
     def __init__(self, budget=0.5, window: int = 32, kernel: int = 7, **kwargs) -> None:
         super().__init__(budget, **kwargs)
         self.window, self.kernel = int(window), int(kernel)
+        self.observed_rows = self.window
 
     def observe(self, mem, probs, rows_left):
         signals.observe_window(mem, probs, rows_left, self.window)

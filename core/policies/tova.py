@@ -11,6 +11,7 @@ class TOVA(BudgetPolicy):
 
     name = "tova"
     observes = True
+    observed_rows = 1  # the newest query's attention, taken from the last row before each update
 
     def observe(self, mem, probs, rows_left):
         signals.observe_last_row(mem, probs)

@@ -5,7 +5,9 @@ config files' hash and its weight files' sizes and times), the benchmark and its
 prompt settings (builtin: length and seed; official benchmarks: the data folder and --max-length; ChouBun
 also the version of the project's prompt templates), the
 policy and what changes its output (the NAMM checkpoint's content hash; a baseline's budget; the run's
-update schedule: n_up and whether policies also update at the prompt's end), and `item_sha256`, a hash of
+update schedule: n_up and whether policies also update at the prompt's end; `exact: false` for a policy that
+reads attention on the default attention path, a row without it having been made on the exact path, as every
+row stored before the field existed was), and `item_sha256`, a hash of
 the item it answered (its prompt text and gold answers), so that an item whose data was edited in place under
 the same id is answered again. A row is reused only when its settings equal the current run's; other rows stay in the file untouched (so two settings can share an --out-dir) and are ignored.
 Rows written before settings (or before item hashes) were recorded are recomputed.
@@ -79,6 +81,7 @@ def prediction_settings(args, policy: str, budget, ckpt_sha256: str | None, sche
     if getattr(args, "dtype", "float32") != "float32":  # rows stored before --dtype existed were float32
         settings["dtype"] = args.dtype
     settings.update(policy_setup.rule_settings(policy))
+    settings.update(policy_setup.path_settings(policy, getattr(args, "exact", False)))
     if args.benchmark == "builtin":
         settings.update(length=args.length, seed=args.seed)
     else:

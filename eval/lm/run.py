@@ -201,7 +201,8 @@ def run_policies(args, setup: policy_setup.PolicySetup | None = None) -> dict:
                             replay = {"replay_prompt": replay_prompt(tokenizer)}
                         started = time.perf_counter()
                         gen = greedy_generate(model, ids, policy, max_new_tokens=item.max_new_tokens,
-                                              eos_token_id=tokenizer.eos_token_id, context_end=context_end, **replay)
+                                              eos_token_id=tokenizer.eos_token_id, context_end=context_end,
+                                              exact=setup.exact, **replay)
                         row = {"id": item.id, "prediction": tokenizer.decode(gen.tokens[0], skip_special_tokens=True),
                                "cache_fraction": gen.cache_fraction, "fraction_at_update": gen.fraction_at_update,
                                "prompt_tokens": ids.shape[1], "processed_tokens": gen.processed_tokens,
@@ -301,7 +302,8 @@ def format_table(results: dict) -> str:
                                   "uncompressed",
                 "whole-prompt": "whole prompt compressed, question included"}[results.get("protocol", "whole-prompt")]
     if "schedule" in results:
-        lines = [results["schedule"]["description"], f"baselines' budget: {results['budget_mode']}",
+        lines = [results["schedule"]["description"] + policy_setup.path_line(results.get("exact", True)),
+                 f"baselines' budget: {results['budget_mode']}",
                  f"protocol: {protocol}", head] + lines
     else:
         lines = [f"protocol: {protocol}", head] + lines

@@ -73,19 +73,19 @@ def run_protocol(bundle, name, args, setup, budgets=None):
         fractions = [min(1.0, context_tokens / (3 * n)) for n in result.lengths]
         return result, fractions, None
     if budgets is None:
-        return _episode_cache(bundle, setup.build(name), common)
+        return _episode_cache(bundle, setup.build(name), common, setup.exact)
     parts = [_episode_cache(bundle, setup.build(name, budget),
-                            {**common, "episodes": 1, "batch_size": 1, "seed": args.seed + i})
+                            {**common, "episodes": 1, "batch_size": 1, "seed": args.seed + i}, setup.exact)
              for i, budget in enumerate(budgets)]
     return (concatenate([p[0] for p in parts]), [f for p in parts for f in p[1]],
             [f for p in parts for f in p[2]])
 
 
-def _episode_cache(bundle, policy, common):
+def _episode_cache(bundle, policy, common, exact: bool = False):
     from adapters.decision_transformer import EpisodeActor
     from eval.rl.rollout import evaluate
 
-    with attach(bundle.model, policy) as session:
+    with attach(bundle.model, policy, exact=exact) as session:
         actor = EpisodeActor(session)
         result = evaluate(bundle, act_fn=actor, **common)
     return result, actor.episode_fractions(), actor.episode_fractions_at_update()
@@ -144,6 +144,7 @@ def protocol_settings(args, name: str, env: str, dt_path: Path, ckpt_sha256: str
     settings = {"env": env, "dt_sha256": file_sha256(*dt_files), "protocol": name, "episodes": args.episodes,
                 "batch": args.batch, "seed": args.seed, "max_steps": args.max_steps}
     settings.update(policy_setup.rule_settings(name))
+    settings.update(policy_setup.path_settings(name, getattr(args, "exact", False)))
     if name not in ("window", "full"):
         settings.update(n_up=schedule.n_up, update_at_prompt_end=schedule.at_prompt_end)
     if name == "namm":

@@ -64,6 +64,7 @@ def plan(args) -> list[Step]:
              "--limit", "1" if quick else "20"]
     policies = f"full,namm,{BASELINES}"
     budget = getattr(args, "budget", None) or "matched"
+    exact = ["--exact"] if getattr(args, "exact", False) else []
     steps = []
     for length in lengths:
         for protocol in (getattr(args, "protocols", None) or "whole-prompt,query-agnostic").split(","):
@@ -74,15 +75,16 @@ def plan(args) -> list[Step]:
             steps.append(Step(f"language (held-out tasks), {length} tokens, {label}", "eval.lm",
                               ["--tasks", HELDOUT_TASKS, "--policies", policies, "--budget", budget, "--ckpt", ckpt,
                                "--n", n if protocol == "whole-prompt" else n_qa, "--length", length,
-                               "--protocol", protocol, "--threads", threads, "--out-dir", str(out / key)], out / key))
+                               "--protocol", protocol, "--threads", threads, *exact, "--out-dir", str(out / key)],
+                              out / key))
     for env in ("hopper", "walker2d"):
         steps.append(Step(f"control: Decision Transformer on {env}", "eval.rl",
                           ["--env", env, "--policies", policies, "--budget", budget, "--ckpt", ckpt,
                            "--episodes", episodes, "--batch", episodes, "--max-steps", max_steps,
-                           "--threads", threads, "--out-dir", str(out / f"rl-{env}")], out / f"rl-{env}"))
+                           "--threads", threads, *exact, "--out-dir", str(out / f"rl-{env}")], out / f"rl-{env}"))
     steps.append(Step(f"video: SmolLM2 LLaVA-NeXT-Video, {VIDEO_FRAMES} frames (built-in generated videos)", "eval.video",
                       ["--policies", policies, "--budget", budget, "--ckpt", ckpt, *video,
-                       "--threads", threads, "--out-dir", str(out / "video")], out / "video"))
+                       "--threads", threads, *exact, "--out-dir", str(out / "video")], out / "video"))
     only = getattr(args, "only", None)
     if only:
         keys = only.split(",")
@@ -153,13 +155,14 @@ def analyse(args, out: Path) -> dict:
     from eval.rl.dt_model import load_dt
     from eval.transfer import analysis
 
-    stats = {}
+    stats, exact = {}, getattr(args, "exact", False)
     model, tokenizer = load_model("smollm2")
     items = [it for task in HELDOUT_TASKS.split(",") for it in builtin_tasks.make_items(task, 1, 1000, 0, tokenizer)]
     stats["language"] = analysis.record_lm(model, tokenizer, make_policy("namm", ckpt=args.ckpt),
-                                           [builtin_tasks.render(it, tokenizer) for it in items])
+                                           [builtin_tasks.render(it, tokenizer) for it in items], exact=exact)
     bundle = load_dt(REPO / "checkpoints" / "dt-hopper", env="hopper")
     stats["control (hopper)"] = analysis.record_dt(bundle, make_policy("namm", ckpt=args.ckpt), episodes=1,
+                                                   exact=exact,
                                                    max_steps=300 if args.quick else 1000)
     stats["video"] = _video_stats(args, analysis)
     analysis.plot_kept(stats, out / "kept.png", f"what the NAMM keeps ({Path(args.ckpt).name})")
@@ -177,7 +180,8 @@ def _video_stats(args, analysis):
     chat = load_video_chat(str(REPO / "checkpoints" / VIDEO_MODEL), torch.float32, "cpu")
     items = first_per_task(mlvu.load(builtin_split(100), tasks=None), 1)
     inputs = [(mlvu.load_frames(it, VIDEO_FRAMES), chat.mlvu_words_prompt(it)) for it in items]
-    return analysis.record_video(chat, make_policy("namm", ckpt=args.ckpt), inputs)
+    return analysis.record_video(chat, make_policy("namm", ckpt=args.ckpt), inputs,
+                                 exact=getattr(args, "exact", False))
 
 
 def validate(args) -> list[Step]:
@@ -217,6 +221,8 @@ def main(argv=None) -> int:
 
 
 def _main(argv=None) -> int:
+    from eval.policy_setup import add_exact_argument
+
     parser = argparse.ArgumentParser(prog="python -m eval.transfer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt", default="checkpoints/namm-smollm2", help="NAMM checkpoint folder (default: the shipped one)")
@@ -226,6 +232,7 @@ def _main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="a few items, episodes and videos per evaluation (minutes): a smoke test, not a result")
     parser.add_argument("--threads", type=int, default=2)
+    add_exact_argument(parser)
     parser.add_argument("--out-dir", default=None, help="default: runs/transfer[-quick]")
     parser.add_argument("--skip-analysis", action="store_true", help="no kept-token analysis plots")
     parser.add_argument("--lengths", default=None, help="language prompt lengths (default 1000,2000; quick 1000)")
@@ -268,7 +275,7 @@ def _main(argv=None) -> int:
               "",
               "Commands:", "", *[f"    {s.command()}" for s in steps]]
     write_text_atomic(out / "report.md", report.markdown(panels, header))
-    write_json_atomic(out / "report.json", {"ckpt": args.ckpt, "quick": args.quick,
+    write_json_atomic(out / "report.json", {"ckpt": args.ckpt, "quick": args.quick, "exact": args.exact,
                                             "commands": [s.command() for s in steps],
                                             "seconds": timings, "panels": [p.to_json() for p in panels],
                                             "kept": analysis_json})

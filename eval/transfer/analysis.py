@@ -40,6 +40,7 @@ class KeptRecorder(MemoryPolicy):
         super().__init__(inner.n_up, inner.update_at_prompt_end)
         self.inner = inner
         self.name, self.observes, self.evicts = inner.name, inner.observes, inner.evicts
+        self.observed_rows = getattr(inner, "observed_rows", None)
         self.stats = KeptStats(n_layers)
         self.max_ages = max_ages_per_update
         self.rng = np.random.default_rng(0)
@@ -72,34 +73,36 @@ def n_layers(model) -> int:
     return _adapter_for(model).num_layers(model)
 
 
-def record_lm(model, tokenizer, policy, texts: list[str], max_new_tokens: int = 8) -> KeptStats:
+def record_lm(model, tokenizer, policy, texts: list[str], max_new_tokens: int = 8, exact: bool = False) -> KeptStats:
     from adapters.hf import greedy_generate
 
     recorder = KeptRecorder(policy, n_layers(model))
     for text in texts:
         ids = tokenizer(text, return_tensors="pt").input_ids
-        greedy_generate(model, ids, recorder, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id)
+        greedy_generate(model, ids, recorder, max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+                        exact=exact)
     return recorder.stats
 
 
-def record_dt(bundle, policy, episodes: int = 2, max_steps: int = 1000, seed: int = 0) -> KeptStats:
+def record_dt(bundle, policy, episodes: int = 2, max_steps: int = 1000, seed: int = 0,
+              exact: bool = False) -> KeptStats:
     from adapters.decision_transformer import EpisodeActor
     from adapters.hf import attach
     from eval.rl.rollout import evaluate
 
     recorder = KeptRecorder(policy, n_layers(bundle.model))
-    with attach(bundle.model, recorder) as session:
+    with attach(bundle.model, recorder, exact=exact) as session:
         evaluate(bundle, act_fn=EpisodeActor(session), episodes=episodes, batch_size=episodes, seed=seed,
                  max_steps=max_steps)
     return recorder.stats
 
 
-def record_video(chat, policy, prompts_and_frames, max_new_tokens: int = 4) -> KeptStats:
+def record_video(chat, policy, prompts_and_frames, max_new_tokens: int = 4, exact: bool = False) -> KeptStats:
     from adapters.hf import attach
 
     recorder = KeptRecorder(policy, n_layers(chat.model))
     for frames, prompt in prompts_and_frames:
-        with attach(chat.model, recorder):
+        with attach(chat.model, recorder, exact=exact):
             chat.reply(frames, prompt, max_new_tokens)
     return recorder.stats
 

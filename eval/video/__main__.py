@@ -127,7 +127,7 @@ def evaluate_policy(chat, items, name, args, setup, budgets=None):
         if budgets is not None and item.id not in budgets:
             raise UserError(f"--budget matched: the NAMM has no cache fraction for item {item.id} (its video was "
                             "missing then); rerun the namm policy")
-        with attach(chat.model, policy or setup.build(name, budgets[item.id])) as session:
+        with attach(chat.model, policy or setup.build(name, budgets[item.id]), exact=setup.exact) as session:
             text = chat.reply(frames, prompt, args.max_new_tokens)
             fractions[item.id] = session.cache.fraction() if session.cache is not None else 1.0
             at_update[item.id] = session.cache.fraction_at_update() if session.cache is not None else 1.0
@@ -249,6 +249,7 @@ def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=
                 "limit": args.limit, "max_new_tokens": args.max_new_tokens, "dtype": args.dtype,
                 "device": args.device, "seed": args.seed, "answer_format": args.answer_format}
     settings.update(policy_setup.rule_settings(name))
+    settings.update(policy_setup.path_settings(name, getattr(args, "exact", False)))
     if args.benchmark == "builtin":
         settings["n_test"] = args.n_test
     else:

@@ -78,6 +78,8 @@ def _main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--limit", type=int, default=2, help="videos per question type")
     parser.add_argument("--n-test", type=int, default=100)
+    parser.add_argument("--exact", action="store_true", help="compute attention as the unmodified model does "
+                        "(see eval.policy_setup's --exact)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="runs/video-kept-kinds.json")
     args = parser.parse_args(argv)
@@ -103,7 +105,7 @@ def _main(argv=None) -> int:
     if "namm" not in names:
         raise UserError("--policies: the baselines are matched to the NAMM, so namm must be one of them")
     names = ["namm"] + [n for n in names if n != "namm"]
-    setup_args = argparse.Namespace(ckpt=args.ckpt, budget="matched", n_up=None, prompt_end=None)
+    setup_args = argparse.Namespace(ckpt=args.ckpt, budget="matched", n_up=None, prompt_end=None, exact=args.exact)
     setup = policy_setup.resolve(setup_args, names, DEFAULT_SCHEDULE)
     torch.set_num_threads(args.threads)
     chat = load_video_chat(model)
@@ -118,7 +120,7 @@ def _main(argv=None) -> int:
         budget = None
         for name in names:
             policy = setup.build(name) if name == "namm" else setup.build(name, budget)
-            with attach(chat.model, policy) as session:
+            with attach(chat.model, policy, exact=setup.exact) as session:
                 reply = chat.reply(frames, prompt, 4)
                 stats = kept_by_kind(session.cache, kinds)
                 if name == "namm":
@@ -134,6 +136,7 @@ def _main(argv=None) -> int:
         print(f"{n:<10}{s['cache']:>7.2f}" + "".join(f"{s[k]:>17.2f}" for k in KINDS)
               + f"{s['caption_share_of_kept']:>14.2f}{s['correct']:>9.2f}")
     write_json_atomic(Path(args.out), {"model": args.model, "frames": args.frames, "limit": args.limit,
+                                       "exact": setup.exact,
                                        "prompt_tokens": mean_counts, "summary": summary, "items": rows})
     print(f"wrote {args.out}")
     return 0
