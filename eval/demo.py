@@ -1,7 +1,7 @@
 """A short language demo on the embedded model: every memory policy on a few generated
 long-context items, one table of score, cache fraction and speed.
 
-    python -m eval.demo [--length 1000] [--n 3] [--budget 0.5] [--ckpt checkpoints/namm-smollm2]
+    python -m eval.demo [--length 1000] [--n 3] [--budget 0.5] [--ckpt checkpoints/namm-x-smollm2]
 
 Every policy updates on one schedule: the NAMM checkpoint's where its config.json sets it.
 """
@@ -23,7 +23,7 @@ from core.policies import Schedule
 from eval import policy_setup
 from eval.lm import builtin_tasks
 
-DEFAULT_POLICIES = "full,namm,h2o,l2,recency,tova,snapkv,random"
+DEFAULT_POLICIES = "full,namm,h2o,l2,recency,tova,snapkv,expected_attention,adakv(snapkv),random"
 DEFAULT_SCHEDULE = Schedule(512, at_prompt_end=True)  # where no NAMM checkpoint or option sets it
 
 

@@ -21,9 +21,9 @@ from core.registry import make_policy
 from eval.lm.checks import at_least, fraction, namm_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_NAMM = REPO / "checkpoints" / "namm-smollm2"
-CKPT_HELP = ("NAMM checkpoint folder, or 'zeros' for the all-zero NAMM (default: checkpoints/namm-smollm2 "
-             "in the repository, the shipped NAMM)")
+SHIPPED_NAMM = REPO / "checkpoints" / "namm-x-smollm2"
+CKPT_HELP = ("NAMM checkpoint folder, or 'zeros' for the all-zero NAMM (default: checkpoints/namm-x-smollm2 "
+             "in the repository, the shipped NAMM-X; checkpoints/namm-smollm2 is the paper's architecture)")
 OPTIONS = {"n_up": "--n-up", "update_at_prompt_end": "--prompt-end"}
 
 

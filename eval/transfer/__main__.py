@@ -225,7 +225,9 @@ def _main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m eval.transfer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", default="checkpoints/namm-smollm2", help="NAMM checkpoint folder (default: the shipped one)")
+    parser.add_argument("--ckpt", default="checkpoints/namm-x-smollm2",
+                        help="NAMM checkpoint folder (default: the shipped NAMM-X; checkpoints/namm-smollm2 is the "
+                             "paper's architecture)")
     parser.add_argument("--budget", default=None,
                         help="fixed budgets (a fraction or a list, e.g. 0.5,0.25) or 'matched'; default: 0.5,0.25 "
                              "for a top-k NAMM, matched for a threshold NAMM")
