@@ -96,17 +96,22 @@ def plan(args) -> list[Step]:
 
 
 def check_step(step: Step) -> None:
-    """Every input of one evaluation, as its CLI checks them before its model loads (nothing is written)."""
+    """Every input of one evaluation, as its CLI checks them before its model loads (nothing is written); a
+    budget list is checked budget by budget, as the CLI does before its sweep."""
+    from eval.policy_setup import budgets_of, one_budget
+
     if step.module == "eval.lm":
         from eval.lm.__main__ import build_parser
         from eval.lm.run import validate
-        validate(build_parser().parse_args(["run", *step.argv]))
+        args = build_parser().parse_args(["run", *step.argv])
     elif step.module == "eval.rl":
-        from eval.rl.__main__ import build_parser, validate_args
-        validate_args(build_parser().parse_args(step.argv))
+        from eval.rl.__main__ import build_parser, validate_args as validate
+        args = build_parser().parse_args(step.argv)
     else:
-        from eval.video.__main__ import build_parser, validate_args
-        validate_args(build_parser().parse_args(step.argv))
+        from eval.video.__main__ import build_parser, validate_args as validate
+        args = build_parser().parse_args(step.argv)
+    for budget in budgets_of(args.budget):
+        validate(one_budget(args, budget))
 
 
 def step_budgets(step: Step) -> list[str]:
