@@ -114,6 +114,7 @@ def test_a_top_k_namm_is_compared_at_fixed_budgets_a_table_per_budget(tmp_path, 
     NAMM(NAMMConfig(features="namm_x", selection="topk", budget=0.25, head_mode="shared")).save_pretrained(topk)
     NAMM.zeros().save_pretrained(paper)
     assert default_budget(str(topk)) == "0.5,0.25"
+    assert default_budget(str(topk), quick=True) == "0.5"  # the smoke test: one budget
     assert default_budget(str(paper)) == "matched"
     steps = plan(SimpleNamespace(out_dir=str(tmp_path / "out"), ckpt=str(topk), threads=1, quick=True,
                                  budget="0.5,0.25"))

@@ -1,7 +1,7 @@
 """`python -m eval.transfer --ckpt DIR [--quick]`: one NAMM checkpoint, unchanged, on language tasks it
 never saw, on two control tasks and on video, each against every baseline, in one report. A top-k NAMM
-(NAMM-X) is compared at fixed budgets (`--budget 0.5,0.25` by default: a table per budget, every policy
-keeping that fraction); a threshold NAMM, whose cache size is its own, at its cache fraction
+(NAMM-X) is compared at fixed budgets (`--budget 0.5,0.25` by default, 0.5 with `--quick`: a table per
+budget, every policy keeping that fraction); a threshold NAMM, whose cache size is its own, at its cache fraction
 (`--budget matched`: every baseline gets the NAMM's fraction on the same item).
 
 Writes OUT/report.md (a table per evaluation), OUT/report.json, OUT/transfer.png (a forest per
@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 HELDOUT_TASKS = "kv_retrieval,fewshot_classification,phonebook"
 BASELINES = "h2o,l2,tova,snapkv,recency,random,expected_attention,adakv(snapkv)"
 TOPK_BUDGETS = "0.5,0.25"  # kvpress's fixed compression ratios 0.5 and 0.75
+QUICK_TOPK_BUDGET = "0.5"  # --quick is a smoke test: one budget
 VIDEO_MODEL = "llava-video-smollm2"  # shipped in checkpoints/; answers in words (eval.video --answer-format)
 VIDEO_FRAMES = 64  # about 1.7k-token prompts: every policy evicts at its own cadence
 
@@ -144,12 +145,15 @@ def panel_for(step: Step, budget: str, results: dict, sweep: bool):
     return maker(f"{step.name}, budget {budget}" if sweep else step.name, results)
 
 
-def default_budget(ckpt: str) -> str:
-    """Fixed budgets for a top-k NAMM (it obeys them like every baseline), matched for a threshold NAMM."""
+def default_budget(ckpt: str, quick: bool = False) -> str:
+    """Fixed budgets for a top-k NAMM (it obeys them like every baseline; one with --quick), matched for a
+    threshold NAMM."""
     if ckpt == "zeros":
         return "matched"
     config = json.loads((Path(ckpt) / "config.json").read_text())
-    return TOPK_BUDGETS if config.get("selection", "threshold") == "topk" else "matched"
+    if config.get("selection", "threshold") != "topk":
+        return "matched"
+    return QUICK_TOPK_BUDGET if quick else TOPK_BUDGETS
 
 
 def analyse(args, out: Path) -> dict:
@@ -201,7 +205,7 @@ def validate(args) -> list[Step]:
         args.ckpt = str(REPO / args.ckpt)  # the default, run from another folder
     if args.ckpt != "zeros" and not (Path(args.ckpt) / "config.json").is_file():
         raise UserError(f"--ckpt {args.ckpt}: not a NAMM checkpoint folder (no config.json)")
-    args.budget = args.budget or default_budget(args.ckpt)
+    args.budget = args.budget or default_budget(args.ckpt, args.quick)
     from eval.policy_setup import budgets_of
 
     budgets_of(args.budget)  # a fraction, a list of fractions or matched; each evaluation checks the rest
@@ -235,7 +239,7 @@ def _main(argv=None) -> int:
                              "paper's architecture)")
     parser.add_argument("--budget", default=None,
                         help="fixed budgets (a fraction or a list, e.g. 0.5,0.25) or 'matched'; default: 0.5,0.25 "
-                             "for a top-k NAMM, matched for a threshold NAMM")
+                             "for a top-k NAMM (0.5 with --quick), matched for a threshold NAMM")
     parser.add_argument("--quick", action="store_true",
                         help="a few items, episodes and videos per evaluation (minutes): a smoke test, not a result")
     parser.add_argument("--threads", type=int, default=2)
