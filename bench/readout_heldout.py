@@ -36,13 +36,13 @@ def main(argv=None) -> int:
     from core.namm import NAMM
     from core.namm_x import baseline_readout
     from eval.lm.bootstrap import difference_interval
-    from evolve.config import load_config
+    from evolve.config import RUN_FOLDER_FIELDS_BEFORE, load_config
     from evolve.distributed import Dist
     from evolve.lm_fitness import LMFitness
     from evolve.loop import member_namm
 
     run = Path(args.run)
-    config = load_config(run / "config.yaml")
+    config = load_config(run / "config.yaml", missing=RUN_FOLDER_FIELDS_BEFORE)  # as the run was made
     if config.fitness != "lm":
         parser.error(f"{run / 'config.yaml'}: fitness is {config.fitness!r}; this bench scores LM runs")
     template = NAMM(config.namm_config())
