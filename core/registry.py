@@ -12,6 +12,16 @@ def wrapped_names() -> tuple[str, ...]:
     return tuple(f"adakv({name})" for name in BASELINES)
 
 
+def scorer_name(name: str) -> str:
+    """The rule a policy name runs: a wrapper's scorer (adakv(snapkv) -> snapkv), else the name itself."""
+    return name[len("adakv("):-1] if name.startswith("adakv(") and name.endswith(")") else name
+
+
+def rule_class(name: str) -> type[MemoryPolicy] | None:
+    """The baseline class behind a name, a wrapper's included; None for full, namm and unknown names."""
+    return BASELINES.get(scorer_name(name))
+
+
 def make_policy(name: str, budget=None, ckpt: str | None = None, schedule: Schedule | None = None,
                 **kwargs) -> MemoryPolicy:
     """Build a policy by name: "full", "namm" (needs `ckpt`, or "zeros"), or a baseline with `budget`.
@@ -29,8 +39,8 @@ def make_policy(name: str, budget=None, ckpt: str | None = None, schedule: Sched
         if schedule is not None:
             namm.use_schedule(schedule)
         return namm
-    if name.startswith("adakv(") and name.endswith(")"):  # a head-adaptive budget over a scorer
-        return AdaKV(make_policy(name[len("adakv("):-1], budget, ckpt, **kwargs))
+    if scorer_name(name) != name:  # a head-adaptive budget over a scorer
+        return AdaKV(make_policy(scorer_name(name), budget, ckpt, **kwargs))
     if name not in BASELINES:
         raise ValueError(f"unknown policy {name!r}; choose from full, namm, {', '.join(BASELINES)}")
     return BASELINES[name](budget if budget is not None else 0.5, **kwargs)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from core.errors import UserError
 from core.policies import MemoryPolicy, Schedule
-from core.registry import make_policy
+from core.registry import make_policy, rule_class
 from eval.lm.checks import at_least, fraction, namm_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,22 +129,15 @@ def path_line(exact: bool) -> str:
 def rule_settings(name: str) -> dict:
     """What a stored result must also match for a baseline whose rule has been revised since results were
     first stored (empty for every rule still at revision 1, so older results stay valid)."""
-    from core.policies import BASELINES
-
-    inner = name[len("adakv("):-1] if name.startswith("adakv(") and name.endswith(")") else name  # a wrapper: its scorer's
-    revision = BASELINES[inner].revision if inner in BASELINES else 1
+    rule = rule_class(name)  # a wrapper: its scorer's
+    revision = rule.revision if rule is not None else 1
     return {"rule_revision": revision} if revision > 1 else {}
 
 
 def reads_attention(name: str) -> bool:
     """Whether the policy `name` observes attention probabilities: only then does the attention path change
     its results (the full cache and policies that read keys, queries or positions run SDPA on both)."""
-    from core.policies import BASELINES
-
-    if name == "namm":
-        return True
-    inner = name[len("adakv("):-1] if name.startswith("adakv(") and name.endswith(")") else name
-    return bool(getattr(BASELINES.get(inner), "observes", False))
+    return name == "namm" or bool(getattr(rule_class(name), "observes", False))
 
 
 def path_settings(name: str, exact: bool) -> dict:
