@@ -206,7 +206,7 @@ def main(argv=None) -> int:
     parser.add_argument("--heldout-tasks", default="kv_retrieval,fewshot_classification,phonebook")
     parser.add_argument("--heldout-n", type=int, default=10)
     parser.add_argument("--heldout-length", type=int, default=1000)
-    parser.add_argument("--shard", default="0/1", help="RANK/WORLD: this process runs members m % WORLD == RANK")
+    parser.add_argument("--shard", default="0/1", help="RANK/WORLD: this process runs members m %% WORLD == RANK")
     parser.add_argument("--combine", action="store_true", help="read the shards' files and print the table")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)

@@ -4,7 +4,8 @@ For each prompt length: the unmodified model (SDPA, DynamicCache) and, through t
 attention, the full cache, each baseline at 50% and 25% budget, the all-zero NAMM (evicts
 nothing: isolates its cost), the shipped NAMM as it is (`namm`) and with a raised threshold
 (`namm-evict`, keeps about 15% of a 4k random-token prompt) and a NAMM with random parameters
-(evicts almost everything). Every run is its own process so that peak memory is its own. A
+(evicts almost everything); `namm-x@B` is the shipped NAMM-X keeping B of the processed tokens (at
+1.0 it observes and scores at every update and keeps everything). Every run is its own process so that peak memory is its own. A
 configuration named twice in `--configs`, or a list run `--repeat` times, is measured several times:
 the rounds are interleaved (every configuration once, then again), so load on a shared machine falls
 on all of them alike, and the table shows medians and their ratios to the unmodified model's median
@@ -34,6 +35,7 @@ from core.atomic import write_json_atomic
 
 BASELINES = ("recency", "h2o", "l2", "tova", "snapkv", "random")
 SHIPPED_NAMM = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-smollm2"
+SHIPPED_NAMM_X = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-x-smollm2"
 EVICT_THRESHOLD = 0.1  # the shipped NAMM with this threshold keeps about 15% of a 4k random-token prompt
 
 
@@ -80,6 +82,10 @@ def make_policy(name: str):
     if name == "namm-random":
         return NAMM(params=torch.randn(4172, generator=torch.Generator().manual_seed(1)) * 0.3)
     policy, budget = name.split("@")
+    if policy == "namm-x":  # the shipped NAMM-X at a fixed budget; at 1.0 it scores every update, keeps all
+        namm = NAMM.from_pretrained(SHIPPED_NAMM_X)
+        namm.set_budget(float(budget))
+        return namm
     return build(policy, budget=float(budget))
 
 
