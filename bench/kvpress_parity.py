@@ -286,6 +286,64 @@ def kvpress_run(model, press, ids, context_end: int | None, new_tokens: int, eos
     return kept, tokens, [scores[layer] for layer in sorted(scores)]
 
 
+def kvpress_seconds(model, press, ids, context_end: int | None, new_tokens: int, eos: set[int],
+                    native: bool = False) -> float:
+    """Wall seconds of kvpress_run's work alone (prefill with the press, question, greedy decoding), nothing
+    recorded or compared: what a kvpress user pays per item."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    n_prompt = ids.shape[1]
+    end = n_prompt if context_end is None else context_end
+    started = time.perf_counter()
+    with torch.no_grad():
+        with press(model) if native else press_on_prefill(press, model):
+            logits = _forward(model, ids[:, :end], cache, 0)
+        if end < n_prompt:
+            logits = _forward(model, ids[:, end:], cache, end)
+        for step in range(new_tokens - 1):
+            token = int(logits[0].argmax())
+            if token in eos:
+                break
+            logits = _forward(model, torch.tensor([[token]]), cache, n_prompt + step)
+    seconds = time.perf_counter() - started
+    clear_masks(model)
+    return seconds
+
+
+def ours_seconds(model, policy, ids, context_end: int | None, new_tokens: int, eos_token_id) -> float:
+    """Wall seconds of our greedy_generate under `policy` (attach, prefill, update, decoding), nothing recorded."""
+    from adapters.hf import greedy_generate
+
+    started = time.perf_counter()
+    greedy_generate(model, ids, policy, max_new_tokens=new_tokens, eos_token_id=eos_token_id, context_end=context_end)
+    return time.perf_counter() - started
+
+
+def timed_pair(model, kvpress, press_name: str, ours_name: str, args, ids, context_end, eos, eos_token_id,
+               native: bool, first: str) -> dict:
+    """Median seconds of `args.timing` rounds of each side on one item, the sides alternating (`first` starts)."""
+    import statistics
+
+    times = {"ours": [], "kvpress": []}
+    order = ("ours", "kvpress") if first == "ours" else ("kvpress", "ours")
+    warm_up = int((press_name, ours_name) not in _WARM)  # a first call pays one-off costs: not timed
+    _WARM.add((press_name, ours_name))
+    for _ in range(warm_up + args.timing):
+        for side in order:
+            if side == "ours":
+                policy = make_ours(ours_name, 1 - args.ratio, args.window, args.kernel)
+                times["ours"].append(ours_seconds(model, policy, ids, context_end, args.new_tokens, eos_token_id))
+            else:
+                press = make_press(kvpress, press_name, args.ratio, args.window, args.kernel)
+                times["kvpress"].append(kvpress_seconds(model, press, ids, context_end, args.new_tokens, eos, native))
+    times = {side: values[warm_up:] for side, values in times.items()}
+    return {"seconds_ours": statistics.median(times["ours"]), "seconds_kvpress": statistics.median(times["kvpress"])}
+
+
+_WARM: set[tuple[str, str]] = set()
+
+
 def without_masked(model, kept: list[list[list[int]]]) -> list[list[list[int]]]:
     """Take out of the kept positions the keys a head-wise press (AdaKVPress) masks instead of removing: kvpress
     stores them in `module.masked_key_indices` (batch, head, slot; batch 1 here, slots = positions before any
@@ -368,7 +426,17 @@ def summarise(rows: list[dict]) -> dict:
         "items_where_counts_differ": sum(r["count_differs"] for r in rows),
         "differing_positions": zones,
         "differing_heads_per_layer": per_layer,
+        **timing_summary(rows),
     }
+
+
+def timing_summary(rows: list[dict]) -> dict:
+    """Mean seconds per item of each side and their ratio, where the rows were timed."""
+    if not all("seconds_ours" in r for r in rows):
+        return {}
+    ours = sum(r["seconds_ours"] for r in rows) / len(rows)
+    theirs = sum(r["seconds_kvpress"] for r in rows) / len(rows)
+    return {"seconds_per_item_ours": ours, "seconds_per_item_kvpress": theirs, "seconds_ratio": ours / theirs}
 
 
 def main(argv=None) -> int:
@@ -386,6 +454,9 @@ def main(argv=None) -> int:
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--presses", default=",".join(PRESSES), help=f"a subset of {', '.join(PRESSES)}")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--timing", type=int, default=0, metavar="R",
+                        help="also time R rounds of each press and our policy per item, alternating, untraced "
+                             "(the median per item; kvpress's ratio budget, ours' ceil budget)")
     parser.add_argument("--out", default="bench/results/kvpress_parity.json")
     args = parser.parse_args(argv)
     protocols = args.protocols.split(",")
@@ -419,7 +490,8 @@ def main(argv=None) -> int:
                "transformers_version": transformers.__version__, "torch_version": torch.__version__,
                "model": args.model, "task": "passkey", "n": args.n, "length": args.length, "seed": args.seed,
                "compression_ratio": args.ratio, "snapkv_window": args.window, "snapkv_kernel": args.kernel,
-               "new_tokens": args.new_tokens, "native_hook": native,
+               "new_tokens": args.new_tokens, "threads": args.threads, "timing_rounds": args.timing,
+               "native_hook": native,
                "driver": "kvpress's hook" if native["works"] else "press.compress run by bench.kvpress_parity's hook",
                "protocols": {}}
     started = time.perf_counter()
@@ -468,7 +540,10 @@ def main(argv=None) -> int:
                     "sets": compare_sets(our_kept, kv_kept, end, args.window, args.kernel, kv_scores),
                     "answer_ours": our_text, "answer_kvpress": kv_text, "answer_equal": our_tokens == kv_tokens,
                     "ours_correct": builtin_tasks.score_item(item, our_text),
-                    "kvpress_correct": builtin_tasks.score_item(item, kv_text)})
+                    "kvpress_correct": builtin_tasks.score_item(item, kv_text),
+                    **(timed_pair(model, kvpress, press_name, ours_name, args, ids, context_end, eos,
+                                  tok.eos_token_id, native["works"], first=("ours", "kvpress")[i % 2])
+                       if args.timing and not kv_count else {})})
             print(f"[{protocol}] item {i + 1}/{len(items)} ({n_prompt} tokens, compressed {end}) "
                   f"{time.perf_counter() - started:.0f}s", flush=True)
         results["protocols"][protocol] = {
@@ -495,7 +570,7 @@ def print_table(results: dict) -> None:
     print(f"\nkvpress {results['kvpress_version']} vs ours, {results['model']} passkey n={results['n']} "
           f"length {results['length']}, compression ratio {results['compression_ratio']} ({results['driver']})")
     header = f"{'protocol':<15} {'press':<13} {'ours':<26} {'identical':>9} {'jaccard':>8} {'kv<=ours':>8} " \
-             f"{'kept o/kv':>11} {'answers=':>8} {'correct o/kv':>12}"
+             f"{'kept o/kv':>11} {'answers=':>8} {'correct o/kv':>12} {'s/item o/kv':>13} {'ratio':>6}"
     print(header)
     print("-" * len(header))
     for protocol, block in results["protocols"].items():
@@ -506,7 +581,9 @@ def print_table(results: dict) -> None:
             press = PRESS_LABELS[s["press"]]
             print(f"{protocol:<15} {press:<13} {key:<26} {s['identical_kept_sets']:>8.1%} {s['mean_jaccard']:>8.3f} "
                   f"{s['kvpress_set_within_ours']:>7.1%} {s['mean_kept_ours']:>5.1f}/{s['mean_kept_kvpress']:<5.1f} "
-                  f"{s['answers_equal']:>3}/{n:<4} {s['ours_correct']:>5.0f}/{s['kvpress_correct']:<6.0f}")
+                  f"{s['answers_equal']:>3}/{n:<4} {s['ours_correct']:>5.0f}/{s['kvpress_correct']:<6.0f}"
+                  + (f" {s['seconds_per_item_ours']:>6.2f}/{s['seconds_per_item_kvpress']:<6.2f} "
+                     f"{s['seconds_ratio']:>5.2f}x" if "seconds_ratio" in s else ""))
 
 
 if __name__ == "__main__":
