@@ -2,6 +2,7 @@
 presses on the same prompts.
 
     python -m bench.kvpress_parity --kvpress-path DIR --n 10 --length 500 --out bench/results/kvpress_parity.json
+    python -m bench.kvpress_parity --kvpress-path DIR --n 10 --length 500 --timing 3   # also seconds per item
 
 kvpress is not a project dependency. Put it (and the modules its package __init__ imports) in a folder
 outside the project's environment, without touching torch or transformers:
