@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.kvpress_parity import compare_sets, kept_positions, kvpress_count, zone
+from bench.kvpress_parity import compare_sets, kept_positions, kvpress_count, timing_summary, zone
 
 
 def _cache(*layers):
@@ -66,3 +66,10 @@ def test_without_masked_takes_out_what_a_headwise_press_masks():
     assert without_masked(model, kept) == [[[0, 1, 3], [1, 2]], [[0, 1], [2, 3]]]
     clear_masks(model)
     assert all(layer.self_attn.masked_key_indices is None for layer in layers)
+
+
+def test_timing_summary_is_the_ratio_of_mean_seconds_and_absent_when_untimed():
+    rows = [{"seconds_ours": 1.0, "seconds_kvpress": 2.0}, {"seconds_ours": 3.0, "seconds_kvpress": 2.0}]
+    assert timing_summary(rows) == {"seconds_per_item_ours": 2.0, "seconds_per_item_kvpress": 2.0,
+                                    "seconds_ratio": 1.0}
+    assert timing_summary([{"item": 0}]) == {}
