@@ -275,16 +275,23 @@ def kvpress_run(model, press, ids, context_end: int | None, new_tokens: int, eos
                 logits = _forward(model, ids[:, :end], cache, 0)
         kept = kept_positions(full_keys, cache)
         kept = without_masked(model, kept)
-        if end < n_prompt:
-            logits = _forward(model, ids[:, end:], cache, end)
-        tokens = []
-        for step in range(new_tokens):
-            token = int(logits[0].argmax())
-            tokens.append(token)
-            if token in eos or step == new_tokens - 1:
-                break
-            logits = _forward(model, torch.tensor([[token]]), cache, n_prompt + step)
+        tokens = question_and_decode(model, ids, end, cache, logits, new_tokens, eos)
     return kept, tokens, [scores[layer] for layer in sorted(scores)]
+
+
+def question_and_decode(model, ids, end: int, cache, logits, new_tokens: int, eos: set[int]) -> list[int]:
+    """After a prefill of the first `end` tokens: the rest of the prompt in one forward, then greedy tokens."""
+    n_prompt = ids.shape[1]
+    if end < n_prompt:
+        logits = _forward(model, ids[:, end:], cache, end)
+    tokens = []
+    for step in range(new_tokens):
+        token = int(logits[0].argmax())
+        tokens.append(token)
+        if token in eos or step == new_tokens - 1:
+            break
+        logits = _forward(model, torch.tensor([[token]]), cache, n_prompt + step)
+    return tokens
 
 
 def kvpress_seconds(model, press, ids, context_end: int | None, new_tokens: int, eos: set[int],
@@ -294,19 +301,12 @@ def kvpress_seconds(model, press, ids, context_end: int | None, new_tokens: int,
     from transformers import DynamicCache
 
     cache = DynamicCache()
-    n_prompt = ids.shape[1]
-    end = n_prompt if context_end is None else context_end
+    end = ids.shape[1] if context_end is None else context_end
     started = time.perf_counter()
     with torch.no_grad():
         with press(model) if native else press_on_prefill(press, model):
             logits = _forward(model, ids[:, :end], cache, 0)
-        if end < n_prompt:
-            logits = _forward(model, ids[:, end:], cache, end)
-        for step in range(new_tokens - 1):
-            token = int(logits[0].argmax())
-            if token in eos:
-                break
-            logits = _forward(model, torch.tensor([[token]]), cache, n_prompt + step)
+        question_and_decode(model, ids, end, cache, logits, new_tokens, eos)
     seconds = time.perf_counter() - started
     clear_masks(model)
     return seconds
@@ -322,14 +322,14 @@ def ours_seconds(model, policy, ids, context_end: int | None, new_tokens: int, e
 
 
 def timed_pair(model, kvpress, press_name: str, ours_name: str, args, ids, context_end, eos, eos_token_id,
-               native: bool, first: str) -> dict:
-    """Median seconds of `args.timing` rounds of each side on one item, the sides alternating (`first` starts)."""
+               native: bool, first: str, warm_up: bool) -> dict:
+    """Median seconds of `args.timing` rounds of each side on one item, the sides alternating (`first` starts);
+    `warm_up`: one more round first, not timed (a first call pays one-off costs)."""
     import statistics
 
     times = {"ours": [], "kvpress": []}
     order = ("ours", "kvpress") if first == "ours" else ("kvpress", "ours")
-    warm_up = int((press_name, ours_name) not in _WARM)  # a first call pays one-off costs: not timed
-    _WARM.add((press_name, ours_name))
+    warm_up = int(warm_up)
     for _ in range(warm_up + args.timing):
         for side in order:
             if side == "ours":
@@ -340,9 +340,6 @@ def timed_pair(model, kvpress, press_name: str, ours_name: str, args, ids, conte
                 times["kvpress"].append(kvpress_seconds(model, press, ids, context_end, args.new_tokens, eos, native))
     times = {side: values[warm_up:] for side, values in times.items()}
     return {"seconds_ours": statistics.median(times["ours"]), "seconds_kvpress": statistics.median(times["kvpress"])}
-
-
-_WARM: set[tuple[str, str]] = set()
 
 
 def without_masked(model, kept: list[list[list[int]]]) -> list[list[list[int]]]:
@@ -543,7 +540,7 @@ def main(argv=None) -> int:
                     "ours_correct": builtin_tasks.score_item(item, our_text),
                     "kvpress_correct": builtin_tasks.score_item(item, kv_text),
                     **(timed_pair(model, kvpress, press_name, ours_name, args, ids, context_end, eos,
-                                  tok.eos_token_id, native["works"], first=("ours", "kvpress")[i % 2])
+                                  tok.eos_token_id, native["works"], first=("ours", "kvpress")[i % 2], warm_up=i == 0)
                        if args.timing and not kv_count else {})})
             print(f"[{protocol}] item {i + 1}/{len(items)} ({n_prompt} tokens, compressed {end}) "
                   f"{time.perf_counter() - started:.0f}s", flush=True)

@@ -35,7 +35,6 @@ from core.atomic import write_json_atomic
 
 BASELINES = ("recency", "h2o", "l2", "tova", "snapkv", "random")
 SHIPPED_NAMM = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-smollm2"
-SHIPPED_NAMM_X = Path(__file__).resolve().parents[1] / "checkpoints" / "namm-x-smollm2"
 EVICT_THRESHOLD = 0.1  # the shipped NAMM with this threshold keeps about 15% of a 4k random-token prompt
 
 
@@ -83,6 +82,8 @@ def make_policy(name: str):
         return NAMM(params=torch.randn(4172, generator=torch.Generator().manual_seed(1)) * 0.3)
     policy, budget = name.split("@")
     if policy == "namm-x":  # the shipped NAMM-X at a fixed budget; at 1.0 it scores every update, keeps all
+        from eval.policy_setup import SHIPPED_NAMM as SHIPPED_NAMM_X  # the CLIs' default checkpoint
+
         namm = NAMM.from_pretrained(SHIPPED_NAMM_X)
         namm.set_budget(float(budget))
         return namm
