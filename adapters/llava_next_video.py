@@ -3,6 +3,8 @@ language-model layers; video tokens are cache tokens like any other. The vision 
 projector and the resampler are untouched."""
 from __future__ import annotations
 
+import torch
+
 FAMILIES = ("llava_next_video",)
 
 
@@ -25,3 +27,14 @@ def text_config(model):
 
 def cache_owner(model):
     return model
+
+
+def prompt_embeddings(model, input_ids, pixel_values_videos):
+    """The language model's input for a prompt: the token embeddings with the video features in the video
+    tokens' places, as the model's own forward merges them (for a driver that feeds embeddings itself)."""
+    inner = model.model
+    embeds = inner.get_input_embeddings()(input_ids)
+    out = inner.get_video_features(pixel_values_videos.to(embeds.dtype), return_dict=True)
+    features = torch.cat([f.flatten(0, 1) for f in out.pooler_output], dim=0).to(embeds.device, embeds.dtype)
+    _, mask = inner.get_placeholder_mask(input_ids, inputs_embeds=embeds, video_features=features)
+    return embeds.masked_scatter(mask, features)

@@ -159,3 +159,30 @@ def test_the_table_reports_the_reconstruction_cost():
     table = format_table(results)
     assert "kvzip: its context reconstruction took 0.50 s/item (of 2.00 s/item in all)" in table
     assert "adakv(snapkv) " in table and "adakv(snapkv):" not in table
+
+
+def test_a_context_given_as_embeddings_is_reconstructed_as_its_ids(one_thread):
+    """A video prompt reaches kvzip as input embeddings: the same scores, kept tokens and logits as its ids."""
+    model = tiny_llama()
+    ids = torch.randint(11, 128, (1, 60), generator=torch.Generator().manual_seed(11))
+    by_ids = greedy_generate(model, ids, KVzip(0.5, chunk_size=16, n_up=10**6), max_new_tokens=4, context_end=45,
+                             replay_prompt=PROMPT, return_logits=True)
+    with torch.no_grad():
+        embeds = model.get_input_embeddings()(ids)
+    by_embeds = greedy_generate(model, None, KVzip(0.5, chunk_size=16, n_up=10**6), max_new_tokens=4,
+                                context_end=45, replay_prompt=PROMPT, return_logits=True, inputs_embeds=embeds)
+    assert by_embeds.tokens == by_ids.tokens and by_embeds.kept_tokens == by_ids.kept_tokens
+    assert all(torch.equal(a, b) for a, b in zip(by_embeds.logits, by_ids.logits))
+
+
+def test_the_whole_prompt_as_the_context_is_one_compression_at_its_end(one_thread):
+    model = tiny_llama()
+    ids = torch.randint(11, 128, (1, 50), generator=torch.Generator().manual_seed(12))
+    full = greedy_generate(model, ids, make_policy("full"), max_new_tokens=5, return_logits=True)
+    kept_all = greedy_generate(model, ids, KVzip(1.0, n_up=10**6), max_new_tokens=5, context_end=50,
+                               replay_prompt=PROMPT, return_logits=True)
+    assert kept_all.tokens == full.tokens
+    assert all(torch.equal(a, b) for a, b in zip(kept_all.logits, full.logits))
+    half = greedy_generate(model, ids, KVzip(0.5, n_up=10**6), max_new_tokens=5, context_end=50, replay_prompt=PROMPT)
+    assert half.kept_tokens == [math.ceil(0.5 * 50) + 4] * 3  # the reply's fed tokens are kept as they come
+    assert half.fraction_at_update == math.ceil(0.5 * 50) / 50

@@ -29,25 +29,32 @@ class Generation:
 
 
 @torch.no_grad()
-def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
+def greedy_generate(model, input_ids: torch.Tensor | None, policy: MemoryPolicy | None = None, max_new_tokens: int = 32,
                     prefill_chunk: int = 512, eos_token_id: int | list[int] | None = None,
                     return_logits: bool = False, observe_rows: int = 128, cache=None,
                     exact: bool = False, context_end: int | None = None,
-                    replay_prompt=None) -> Generation:
+                    replay_prompt=None, inputs_embeds: torch.Tensor | None = None) -> Generation:
     """Greedy decoding under `policy`. `cache`: a `MemoryCache` that already holds the prompt's first
     tokens (e.g. from `adapters.hf.prefix.SharedPrefix`); prefill then starts after them. `exact`: as in `attach`
     (the default computes attention once for output and observer, equal to the unmodified model up to rounding).
 
     `context_end` (query-agnostic protocol, as kvpress evaluates): the prompt's first `context_end` tokens
     are the context, compressed when it ends (whatever the policy's `update_at_prompt_end`); the rest (question, answer prefix) and the generated tokens are then appended uncompressed.
+    `context_end` equal to the prompt's length makes the whole prompt the context (one compression at its end).
+
+    `inputs_embeds` [B, n, hidden] (with `input_ids` None): the prompt as the model's input embeddings, e.g. a
+    video prompt's merged frame features (`adapters.llava_next_video.prompt_embeddings`); decoding feeds tokens.
 
     A policy that `replays_context` (kvzip) runs only there: after the context, the reconstruction forwards of
     `replay_prompt` (`adapters.hf.kvzip.replay_prompt(tokenizer)`) and then its update.
 
     A wrong argument (ids empty, not integers or outside the vocabulary; a count below its minimum; a policy
     that is not a MemoryPolicy) is refused with a UserError naming it."""
-    check_arguments(model, input_ids, policy, max_new_tokens, prefill_chunk, observe_rows, context_end, replay_prompt)
-    if input_ids.dim() == 1:
+    check_arguments(model, input_ids, policy, max_new_tokens, prefill_chunk, observe_rows, context_end, replay_prompt,
+                    inputs_embeds)
+    if inputs_embeds is not None:
+        input_ids = inputs_embeds
+    elif input_ids.dim() == 1:
         input_ids = input_ids.unsqueeze(0)
     eos = set([eos_token_id] if isinstance(eos_token_id, int) else (eos_token_id or []))
     device = next(model.parameters()).device
@@ -71,19 +78,32 @@ def greedy_generate(model, input_ids: torch.Tensor, policy: MemoryPolicy | None 
 
 
 def check_arguments(model, input_ids, policy, max_new_tokens, prefill_chunk, observe_rows, context_end,
-                    replay_prompt) -> None:
+                    replay_prompt, inputs_embeds=None) -> None:
     """A UserError naming the first wrong argument of `greedy_generate`."""
     check_policy(policy)
-    check_ids("input_ids", input_ids, vocab_size(model))
+    if inputs_embeds is None:
+        check_ids("input_ids", input_ids, vocab_size(model))
+    else:
+        check_embeddings(model, input_ids, inputs_embeds)
     check_int("max_new_tokens", max_new_tokens, 0)
     check_int("prefill_chunk", prefill_chunk, 1)
     check_int("observe_rows", observe_rows, 1)
     if getattr(policy, "replays_context", False) and (context_end is None or replay_prompt is None):
         raise ValueError(f"{policy.name} compresses a whole context after reconstructing it: it needs context_end "
                          f"(the query-agnostic protocol) and replay_prompt")
-    n_prompt = input_ids.shape[-1]
-    if context_end is not None and not 0 < context_end < n_prompt:
+    n_prompt = input_ids.shape[-1] if inputs_embeds is None else inputs_embeds.shape[1]
+    if context_end is not None and not 0 < context_end <= n_prompt:
         raise ValueError(f"context_end {context_end} must fall inside the prompt of {n_prompt} tokens")
+
+
+def check_embeddings(model, input_ids, inputs_embeds) -> None:
+    hidden = getattr(model.get_input_embeddings(), "embedding_dim", None)
+    if input_ids is not None:
+        raise ValueError("give the prompt as input_ids or as inputs_embeds, not both")
+    if not isinstance(inputs_embeds, torch.Tensor) or not inputs_embeds.is_floating_point() \
+            or inputs_embeds.dim() != 3 or inputs_embeds.shape[1] == 0 or inputs_embeds.shape[2] != hidden:
+        raise ValueError(f"inputs_embeds must be a float tensor [batch, tokens >= 1, {hidden}], got "
+                         f"{getattr(inputs_embeds, 'shape', type(inputs_embeds).__name__)}")
 
 
 def prefill_context_first(model, session, input_ids, context_end: int, prefill_chunk: int, cache, replay_prompt):
@@ -91,14 +111,15 @@ def prefill_context_first(model, session, input_ids, context_end: int, prefill_c
     policy that replays it), then the rest of the prompt kept as it comes. (cache, last logits, replay seconds)."""
     replays = getattr(session.policy, "replays_context", False)
     session.prompt.context_ends_with_update(held=replays)
-    cache, _ = prefill(model, session, input_ids[:, :context_end], prefill_chunk, cache)
+    cache, logits = prefill(model, session, input_ids[:, :context_end], prefill_chunk, cache)
     replay_seconds = 0.0
     if replays:
         from adapters.hf.kvzip import reconstruct
 
         replay_seconds = reconstruct(model, session, cache, input_ids[:, :context_end], replay_prompt, _forward)
     session.prompt.frozen()
-    cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
+    if context_end < input_ids.shape[1]:
+        cache, logits = prefill(model, session, input_ids, prefill_chunk, cache)
     return cache, logits, replay_seconds
 
 
@@ -140,8 +161,10 @@ def prefill(model, session, input_ids: torch.Tensor, prefill_chunk: int = 512, c
 
 
 def _forward(model, chunk, cache, start, all_logits: bool = False):
+    """`chunk`: token ids [B, n], or input embeddings [B, n, hidden]."""
     positions = torch.arange(start, start + chunk.shape[1], device=chunk.device).unsqueeze(0)
-    out = model(input_ids=chunk, cache=cache, position_ids=positions.expand(chunk.shape[0], -1),
+    given = {"inputs_embeds": chunk} if chunk.is_floating_point() else {"input_ids": chunk}
+    out = model(**given, cache=cache, position_ids=positions.expand(chunk.shape[0], -1),
                 use_cache=True, logits_to_keep=0 if all_logits else 1)
     return out.logits if all_logits else out.logits[:, -1]
 

@@ -52,24 +52,29 @@ def chunks(n_context: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(s, min(s + chunk_size, n_context)) for s in range(0, n_context, chunk_size)]
 
 
-def chunk_inputs(context_ids: torch.Tensor, prompt: ReplayPrompt, chunk_size: int, prev_postfix_size: int):
-    """(start, end, input ids) of each reconstruction forward."""
-    out, spans = [], chunks(context_ids.shape[1], chunk_size)
+def chunk_inputs(context: torch.Tensor, prompt: ReplayPrompt, chunk_size: int, prev_postfix_size: int, embed=None):
+    """(start, end, input) of each reconstruction forward. `context`: token ids [1, n], or input embeddings
+    [1, n, hidden] (a video prompt's) with `embed` turning the instruction's ids into embeddings."""
+    if embed is None:
+        as_input = lambda ids: ids.to(context.device)  # noqa: E731
+    else:
+        as_input = lambda ids: embed(ids.to(context.device)).to(context.dtype)  # noqa: E731
+    out, spans = [], chunks(context.shape[1], chunk_size)
     for i, (start, end) in enumerate(spans):
         if i == 0:
-            instruction = prompt.first
+            instruction = as_input(prompt.first)
         else:
-            previous = context_ids[:, max(spans[i - 1][0], start - prev_postfix_size) : start]
-            instruction = torch.cat([prompt.later, previous.cpu()], dim=1)
-        ids = torch.cat([instruction, prompt.suffix, context_ids[:, start:end].cpu()], dim=1)
-        out.append((start, end, ids.to(context_ids.device)))
+            previous = context[:, max(spans[i - 1][0], start - prev_postfix_size) : start]
+            instruction = torch.cat([as_input(prompt.later), previous], dim=1)
+        out.append((start, end, torch.cat([instruction, as_input(prompt.suffix), context[:, start:end]], dim=1)))
     return out
 
 
 @torch.no_grad()
-def reconstruct(model, session, cache, context_ids: torch.Tensor, prompt: ReplayPrompt, forward) -> float:
+def reconstruct(model, session, cache, context: torch.Tensor, prompt: ReplayPrompt, forward) -> float:
     """Run the reconstruction forwards over the context held by `cache` (inside `attach`), then the policy's
-    update on every managed layer. `forward(model, ids, cache, start)`: the driver's forward at explicit
+    update on every managed layer. `context`: its token ids, or its input embeddings (a video prompt: the
+    frames' features are repeated as they were fed). `forward(model, ids, cache, start)`: the driver's forward at explicit
     positions (adapters.hf.generation's). Returns the seconds taken (the extra cost of the policy)."""
     from adapters.hf.attention import run_update
 
@@ -78,11 +83,12 @@ def reconstruct(model, session, cache, context_ids: torch.Tensor, prompt: Replay
         raise ValueError("kvzip: models with sliding-window layers are not supported (the reconstruction would "
                          "push the context out of their windows)")
     n = cache.processed_tokens()
-    if context_ids.shape[1] != n or any(len(m) != n for m in cache.memories()):
+    if context.shape[1] != n or any(len(m) != n for m in cache.memories()):
         raise ValueError(f"kvzip reconstructs a whole, uncompressed context: the cache holds "
-                         f"{[len(m) for m in cache.memories()]} of {n} tokens, the context has {context_ids.shape[1]}")
+                         f"{[len(m) for m in cache.memories()]} of {n} tokens, the context has {context.shape[1]}")
+    embed = model.get_input_embeddings() if context.is_floating_point() else None
     started = time.perf_counter()
-    for start, end, ids in chunk_inputs(context_ids, prompt, policy.chunk_size, policy.prev_postfix_size):
+    for start, end, ids in chunk_inputs(context, prompt, policy.chunk_size, policy.prev_postfix_size, embed):
         session.replay = ReplayChunk(start, end, policy.n_sink)
         try:
             forward(model, ids, cache, n)

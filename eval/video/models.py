@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.errors import UserError
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
 from zoo.video.processor import HFTokenizer, TinyVideoProcessor
@@ -61,6 +62,40 @@ class VideoChat:
         inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
         out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
         return self.processor.decode(out[0, inputs["input_ids"].shape[1]:].tolist())
+
+    @torch.no_grad()
+    def reply_compressing_whole_prompt(self, frames: np.ndarray, prompt: str, max_new_tokens: int, policy,
+                                       exact: bool = False, n_up: int | None = None):
+        """The greedy reply after one compression at the prompt's end, for a policy that reconstructs the prompt
+        first (kvzip: its chunks are fed again as the model first read them, frame features included). `n_up`:
+        the schedule's interval, which must not fall inside the prompt. (reply, the `adapters.hf.Generation`)."""
+        from adapters.hf import greedy_generate
+        from adapters.llava_next_video import prompt_embeddings
+
+        inputs = self.processor(prompt, frames)
+        device = next(self.model.parameters()).device
+        ids = inputs["input_ids"].to(device)
+        if n_up is not None and ids.shape[1] >= n_up:
+            raise UserError(f"--policies {policy.name}: a prompt of {ids.shape[1]} tokens, and every policy updates "
+                            f"every {n_up} tokens, inside it, where kvzip cannot run; give a schedule that updates "
+                            f"once, at the prompt's end (--n-up above the prompt, or a NAMM checkpoint whose "
+                            f"config.json sets such an n_up)")
+        embeds = prompt_embeddings(self.model, ids, inputs["pixel_values_videos"].to(device, self.model.dtype))
+        gen = greedy_generate(self.model, None, policy, max_new_tokens=max_new_tokens,
+                              eos_token_id=self.model.generation_config.eos_token_id, exact=exact,
+                              context_end=embeds.shape[1], replay_prompt=self.replay_prompt(),
+                              inputs_embeds=embeds)
+        return self.processor.decode(gen.tokens[0]), gen
+
+    def replay_prompt(self):
+        """KVzip's reconstruction instruction in this model's tokens (a word-level tokenizer: its own words)."""
+        from adapters.hf.kvzip import FIRST, LATER, ReplayPrompt, replay_prompt
+
+        tokenizer = self.processor.tokenizer
+        if hasattr(tokenizer, "inner"):
+            return replay_prompt(tokenizer.inner)
+        return ReplayPrompt(*(torch.tensor([tokenizer.encode(t, add_bos=False)], dtype=torch.long)
+                              for t in (FIRST, LATER, "\n")))
 
 
 def load_video_chat(name_or_path: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> VideoChat:
