@@ -70,3 +70,21 @@ def test_an_unfinished_or_inconsistent_run_is_named(tmp_path, capsys):
     (a / "results.json").write_text(json.dumps(data))
     assert main([str(a), "--out", str(tmp_path / "x")]) == 2
     assert "not finished" in capsys.readouterr().err
+
+
+def test_a_top_k_namm_is_a_row_per_budget_and_each_row_is_paired_with_the_namm_at_its_budget(tmp_path):
+    def at(budget, policy):
+        return {**policy, "budget": budget}
+
+    namm_half = _policy({"count": [True, True, False, False], "needle": [True, True, True, False]}, 0.5)
+    namm_quarter = _policy({"count": [True, False, False, False], "needle": [True, False, False, False]}, 0.25)
+    h2o = _policy({"count": [True, True, False, False], "needle": [True, True, False, False]}, 0.5)
+    half = _run(tmp_path / "half", 0.5, {"full": FULL, "namm": at(0.5, namm_half), "h2o": at(0.5, h2o)})
+    quarter = _run(tmp_path / "quarter", 0.25, {"namm": at(0.25, namm_quarter), "h2o": at(0.25, h2o)})
+    assert main([str(half), str(quarter), "--out", str(tmp_path / "sweep")]) == 0
+    rows = json.loads((tmp_path / "sweep.json").read_text())["rows"]
+    assert list(rows) == ["full", "namm @ 0.5", "namm @ 0.25", "h2o @ 0.5", "h2o @ 0.25"]
+    assert rows["h2o @ 0.5"]["vs_namm"] == pytest.approx(0.5 - 0.625)
+    assert rows["h2o @ 0.25"]["vs_namm"] == pytest.approx(0.5 - 0.25)
+    assert "vs_namm" not in rows["full"] and "vs_namm" not in rows["namm @ 0.5"]
+    assert "to the NAMM at the same budget" in (tmp_path / "sweep.md").read_text()

@@ -3,10 +3,11 @@
 `0.5`, `0.25`), so the NAMM is seen against every baseline at its own cache fraction and at fixed ones.
 
 The runs must share model, benchmark, frames, answer format, NAMM checkpoint, update schedule and items
-(the same number per task). Full cache and the NAMM come from the first run that has them (they do not
-depend on the baselines' budget; a different result for either across runs is an error). Every score
-carries a 95% interval: Wilson per task, a bootstrap over items (resampled within each task) for M-Avg,
-and for "vs namm" the paired bootstrap of the M-Avg difference on the same items.
+(the same number per task). The full cache and a threshold NAMM come from the first run that has them (they
+do not depend on the baselines' budget; a different result for either across runs is an error). A top-k NAMM
+(its result has a budget) is a row per budget like a baseline, and each row's "vs namm" is against the NAMM
+at the same budget. Every score carries a 95% interval: Wilson per task, a bootstrap over items (resampled
+within each task) for M-Avg, and for "vs namm" the paired bootstrap of the M-Avg difference on the same items.
 
 Writes PREFIX.md (the table), PREFIX.json (the numbers) and PREFIX.png (M-Avg against the budget given,
 one line per baseline across its budgets, the NAMM at its cache fraction, the full cache as a dashed line).
@@ -81,7 +82,8 @@ def collect(runs: list[tuple[Path, dict]]) -> tuple[dict, dict[str, dict[str, np
         label_budget = "matched" if results["budget"] == "matched" else f"{float(results['budget']):g}"
         for name, summary in results["policies"].items():
             where = f"{results_path(path)} policy {name}"
-            label = name if name in SINGLE else f"{name} @ {label_budget}"
+            single = name == "full" or (name == "namm" and summary.get("budget") is None)  # threshold NAMM
+            label = name if single else f"{name} @ {label_budget}"
             items = _outcomes(summary, where)
             shape = {t: len(v) for t, v in items.items()}
             if sizes is None:
@@ -93,12 +95,13 @@ def collect(runs: list[tuple[Path, dict]]) -> tuple[dict, dict[str, dict[str, np
                     raise UserError(f"{where}: differs from the same policy in an earlier run; "
                                     "the runs do not share the model or items")
                 continue
-            rows[label] = {"policy": name, "budget": None if name in SINGLE else label_budget, "summary": summary}
+            rows[label] = {"policy": name, "budget": None if single else label_budget, "summary": summary}
             outcomes[label] = items
     if not rows:
         raise UserError("no policies in the given runs")
     order = [label for label in SINGLE if label in rows]
-    policies = list(dict.fromkeys(r["policy"] for r in rows.values() if r["policy"] not in SINGLE))
+    policies = sorted(dict.fromkeys(r["policy"] for r in rows.values() if r["budget"] is not None),
+                      key=lambda p: p != "namm")  # a top-k NAMM's budgets first
     for policy in policies:  # each baseline's budgets together, largest cache first
         order += sorted((label for label, r in rows.items() if r["policy"] == policy),
                         key=lambda label: -rows[label]["summary"]["cache_fraction"])
@@ -109,20 +112,35 @@ def m_avg_draws(items: dict[str, np.ndarray], index: dict[str, np.ndarray]) -> n
     return np.mean([items[t][index[t]].mean(axis=1) for t in sorted(items)], axis=0)
 
 
-def intervals(outcomes: dict[str, dict[str, np.ndarray]], draws: int = 4000, seed: int = 0) -> dict[str, dict]:
-    """M-Avg and its 95% bootstrap interval per row, and the paired difference to the NAMM where it ran."""
+def namm_references(rows: dict) -> dict[str, str]:
+    """Each row's NAMM row for "vs namm": the threshold NAMM, else the top-k NAMM at the row's budget."""
+    out = {}
+    for label, row in rows.items():
+        ref = "namm" if "namm" in rows else f"namm @ {row['budget']}"
+        if ref in rows and ref != label:
+            out[label] = ref
+    return out
+
+
+def intervals(outcomes: dict[str, dict[str, np.ndarray]], draws: int = 4000, seed: int = 0,
+              references: dict[str, str] | None = None) -> dict[str, dict]:
+    """M-Avg and its 95% bootstrap interval per row, and the paired difference to its NAMM row (`references`:
+    label -> the NAMM's label; default: the row "namm" for every other row)."""
     rng = np.random.default_rng(seed)
     sizes = {t: len(v) for t, v in next(iter(outcomes.values())).items()}
     tasks = sorted(sizes)
     index = {t: rng.integers(0, sizes[t], size=(draws, sizes[t])) for t in tasks}
     draws_of = {label: m_avg_draws(items, index) for label, items in outcomes.items()}
     point = {label: float(np.mean([items[t].mean() for t in tasks])) for label, items in outcomes.items()}
+    if references is None:
+        references = {label: "namm" for label in outcomes if "namm" in outcomes and label != "namm"}
     out = {}
     for label in outcomes:
         entry = {"m_avg": point[label], "m_avg_ci": [float(x) for x in np.quantile(draws_of[label], [0.025, 0.975])]}
-        if "namm" in outcomes and label != "namm":
-            entry["vs_namm"] = point[label] - point["namm"]
-            entry["vs_namm_ci"] = [float(x) for x in np.quantile(draws_of[label] - draws_of["namm"], [0.025, 0.975])]
+        ref = references.get(label)
+        if ref is not None:
+            entry["vs_namm"] = point[label] - point[ref]
+            entry["vs_namm_ci"] = [float(x) for x in np.quantile(draws_of[label] - draws_of[ref], [0.025, 0.975])]
         out[label] = entry
     return out
 
@@ -133,7 +151,7 @@ def _pct(x: float) -> str:
 
 def table(rows: dict, stats: dict, outcomes: dict) -> str:
     tasks = sorted(next(iter(outcomes.values())))
-    head = ["policy", "budget"] + tasks + ["M-Avg [95%]", "vs namm [95%]", "cache", "s/item"]
+    head = ["policy", "budget"] + tasks + ["M-Avg [95%]", "vs namm [95%]", "cache", "s/item"]  # kvzip's: with replay
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, row in rows.items():
         cells = []
@@ -164,7 +182,7 @@ def plot(rows: dict, stats: dict, title: str, path: Path) -> None:
     singles = {}
     for label, row in rows.items():
         y, ci = point(label)
-        if row["policy"] == "namm":
+        if row["policy"] == "namm" and row["budget"] is None:  # a threshold NAMM: at its cache fraction
             singles["namm"] = (row["summary"]["cache_fraction"], y, ci)
         elif row["policy"] != "full":
             given = row["summary"].get("budget")  # a matched run's mean of the budgets it gave
@@ -192,14 +210,15 @@ def _main(argv=None) -> int:
         raise UserError(f"--draws {args.draws}: use at least 100")
     runs = [(Path(r), read_run(Path(r))) for r in args.runs]
     rows, outcomes = collect(runs)
-    stats = intervals(outcomes, args.draws)
+    stats = intervals(outcomes, args.draws, references=namm_references(rows))
     first = runs[0][1]
     title = f"{first['model']} on {first['benchmark']}, {first['frames']} frames, {first.get('answer_format', 'letter')} answers"
     text = table(rows, stats, outcomes)
     n_items = sum(len(v) for v in next(iter(outcomes.values())).values())
     header = (f"{title}\n\n{first['schedule']['description']}; NAMM {first.get('ckpt')} used unchanged; "
               f"{n_items} items per policy. Task cells: accuracy % [95% Wilson]; M-Avg: mean over tasks [95% bootstrap over items]; "
-              f"vs namm: paired M-Avg difference in points [95% bootstrap].\n\n")
+              f"vs namm: paired M-Avg difference in points [95% bootstrap]"
+              f"{' to the NAMM at the same budget' if 'namm' not in rows else ''}.\n\n")
     md, js, png = (Path(f"{args.out}.{ext}") for ext in ("md", "json", "png"))
     md.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(md, header + text + "\n")
