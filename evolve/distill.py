@@ -31,7 +31,7 @@ import torch
 
 from core.bam import bam_scores
 from core.destination import add_overwrite_argument, check_destination, replace_folder
-from core.errors import cli_main, on_interrupt
+from core.errors import UserError, cli_main, on_interrupt
 from core.memory import LayerMemory
 from core.namm import NAMM
 from core.policies import BASELINES
@@ -134,7 +134,10 @@ def main(argv=None) -> int:
     # kvzip updates only after a context reconstruction, never at the streaming updates distillation records
     parser.add_argument("--teacher", required=True,
                         choices=sorted(n for n, cls in BASELINES.items()
-                                       if not cls.observes_queries and not getattr(cls, "replays_context", False)))
+                                       if not cls.observes_queries and not getattr(cls, "replays_context", False))
+                        + ["oracle"],
+                        help="a baseline whose decisions the paper NAMM imitates, or oracle: a NAMM-X config's "
+                             "linear readout fitted to the attention the gold answer pays (evolve.distill_readout)")
     parser.add_argument("--budget", type=float, default=0.5, help="the teacher's cache fraction")
     parser.add_argument("--n", type=int, default=6, help="prompts per task of the config's last stage")
     parser.add_argument("--length", type=int, default=None, help="prompt length (default: the last stage's)")
@@ -143,6 +146,8 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compare", default=None,
+                        help="oracle: a NAMM-X checkpoint (same features) whose readout's recall is reported too")
     parser.add_argument("--out", required=True, help="the folder for the fitted NAMM (new or empty)")
     add_overwrite_argument(parser)
     args = parser.parse_args(argv)
@@ -164,13 +169,32 @@ def _distill(args, out: Path, scratch: Path) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    fitness = LMFitness(config, scratch, Dist())
     student = NAMM(config.namm_config())
+    if (args.teacher == "oracle") != (student.namm_x is not None):
+        raise UserError(f"--teacher {args.teacher}: the oracle fits a NAMM-X readout and the baselines' decisions "
+                        f"fit the paper's scorer, but {args.config} sets features: {student.config.features}")
+    fitness = LMFitness(config, scratch, Dist())
     fitness.calibrate(student)  # the same frozen normalisation as the evolution run of this config
     stage = config.stages[-1]
     length = args.length or stage.prompt_length
     prompts = [p for task in stage.tasks
                for p in fitness.source.draw(task, args.n, length, seed_label("distill", args.seed))]
+    if args.teacher == "oracle":
+        from evolve.distill_readout import distill_oracle
+
+        compare = None
+        if args.compare:
+            other = NAMM.from_pretrained(args.compare)
+            if other.config.feature_names != student.config.feature_names or \
+                    other.config.readout_hidden != student.config.readout_hidden:
+                raise UserError(f"--compare {args.compare}: its readout reads other features than {args.config}'s")
+            compare = {Path(args.compare).name: other.params}
+        report = distill_oracle(fitness.model, prompts, student, args.seed, config.exact, compare=compare)
+        report.update(teacher="oracle", tasks=list(stage.tasks), length=length,
+                      seconds=round(time.perf_counter() - started, 1),
+                      note="init_from for CMA-ES (init_readout: null): fitted to the oracle, not evolved")
+        save_and_print(student, report, out)
+        return 0
     n_up = student.n_up
     teacher_cls = BASELINES[args.teacher]
     records = collect(fitness.model, prompts, lambda: teacher_cls(args.budget, n_up=n_up, update_at_prompt_end=False),
@@ -187,13 +211,17 @@ def _distill(args, out: Path, scratch: Path) -> int:
               "lr": args.lr, "seed": args.seed, "seconds": round(time.perf_counter() - started, 1),
               "note": "init_from for CMA-ES: fitted to the teacher's decisions, not evolved"}
 
+    save_and_print(student, report, out)
+    return 0
+
+
+def save_and_print(student: NAMM, report: dict, out: Path) -> None:
     def fill(folder: Path) -> None:
         student.save_pretrained(folder)
         (folder / "distill.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
 
     replace_folder(out, fill)
     print(json.dumps({k: v for k, v in report.items() if k != "note"}, indent=1))
-    return 0
 
 
 if __name__ == "__main__":
