@@ -20,9 +20,9 @@ def test_kvzip_keeping_everything_replies_as_the_full_cache_and_halves_the_cache
         frames = mlvu.load_frames(item, 32)
         prompt = chat.mlvu_prompt(item)
         plain = chat.reply(frames, prompt, 4)  # model.generate, nothing attached
-        kept_all, gen = chat.reply_compressing_whole_prompt(frames, prompt, 4, KVzip(1.0, n_up=10**6))
+        kept_all, gen = chat.reply_compressed(frames, prompt, 4, KVzip(1.0, n_up=10**6))
         assert kept_all == plain and gen.replay_seconds > 0
-        _, half = chat.reply_compressing_whole_prompt(frames, prompt, 4, KVzip(0.5, n_up=10**6))
+        _, half = chat.reply_compressed(frames, prompt, 4, KVzip(0.5, n_up=10**6))
         n = half.processed_tokens - len(half.tokens[0]) + 1  # the prompt (the last reply token is not fed)
         assert abs(half.fraction_at_update - 0.5) < 2 / n
 
@@ -46,3 +46,32 @@ def test_the_cli_runs_kvzip_at_the_prompt_end_and_reports_its_cost(tmp_path, cap
         torch.set_num_threads(before)
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading bar
     assert last.startswith("error: --policies kvzip") and "kvzip cannot run" in last and "--n-up" in last
+
+
+def test_query_agnostic_compresses_the_video_before_the_question_is_read(tmp_path, capsys, one_thread):
+    from core.registry import make_policy
+    from eval.video.__main__ import REPO, builtin_split, main
+    from eval.video.models import load_video_chat
+
+    chat = load_video_chat(str(REPO / "checkpoints" / "llava-video-tiny"))
+    item = mlvu.load(builtin_split(4), tasks=None)[0]
+    frames, prompt = mlvu.load_frames(item, 32), chat.mlvu_prompt(item)
+    text, full = chat.reply_compressed(frames, prompt, 4, make_policy("full"), context="video")
+    assert text == chat.reply(frames, prompt, 4)  # nothing evicted: the reply of model.generate
+    _, half = chat.reply_compressed(frames, prompt, 4, make_policy("h2o", 0.5, n_up=10**6), context="video")
+    ids = chat.processor(prompt, frames)["input_ids"]
+    video_end = int((ids[0] == chat.processor.tokenizer.video_token_id).nonzero()[-1]) + 1
+    question = ids.shape[1] - video_end
+    assert abs(half.fraction_at_update - 0.5) < 2 / video_end  # the context alone was compressed
+    assert half.kept_tokens[0] == half.kept_tokens[-1] > -(-video_end // 2) + question - 1  # the question kept
+    before = torch.get_num_threads()
+    try:
+        assert main([*TINY, "--protocol", "query-agnostic", "--policies", "full,h2o,kvzip", "--budget", "0.5",
+                     "--limit", "1", "--n-up", "4096", "--out-dir", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["protocol"] == "query-agnostic" and results["policies"]["full"]["cache_fraction"] == 1.0
+    stored = [json.loads(p.read_text())["settings"] for p in (tmp_path / "policies").glob("*.json")]
+    assert len(stored) == 3 and all(s["protocol"] == "query-agnostic" for s in stored)
+    assert "protocol: query-agnostic" in capsys.readouterr().out

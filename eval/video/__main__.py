@@ -121,17 +121,19 @@ def evaluate_policy(chat, items, name, args, setup, budgets=None):
     """One policy on every item. `budgets` (matched): a baseline's budget per item id; else the run's."""
     fractions, at_update, replay_seconds = {}, {}, {}
     replaying = name in REPLAYING
-    policy = setup.build(name) if budgets is None and not replaying else None
+    query_agnostic = getattr(args, "protocol", "whole-prompt") == "query-agnostic"
+    own_path = replaying or query_agnostic  # one compression when a context ends, on greedy_generate
+    policy = setup.build(name) if budgets is None and not own_path else None
     stats = DecodeStats()
 
     def answer(frames, prompt, item):
         if budgets is not None and item.id not in budgets:
             raise UserError(f"--budget matched: the NAMM has no cache fraction for item {item.id} (its video was "
                             "missing then); rerun the namm policy")
-        if replaying:  # kvzip: one compression at the prompt's end, after reconstructing the prompt
+        if own_path:  # the video compressed before the question (query-agnostic), or kvzip at the prompt's end
             one = setup.build(name, None if budgets is None else budgets[item.id])
-            text, gen = chat.reply_compressing_whole_prompt(frames, prompt, args.max_new_tokens, one, setup.exact,
-                                                            setup.schedule.n_up)
+            text, gen = chat.reply_compressed(frames, prompt, args.max_new_tokens, one, setup.exact, setup.schedule.n_up,
+                                              context="video" if query_agnostic else "prompt")
             fractions[item.id], at_update[item.id] = gen.cache_fraction, gen.fraction_at_update
             replay_seconds[item.id] = gen.replay_seconds
             return text
@@ -171,6 +173,9 @@ def evaluate_policy(chat, items, name, args, setup, budgets=None):
 
 def _header(results: dict) -> list[str]:
     lines = [results["schedule"]["description"], f"baselines' budget: {results['budget_mode']}"]
+    if results.get("protocol") == "query-agnostic":
+        lines.append("protocol: query-agnostic (the prompt up to its last video token compressed when it ends, the "
+                     "question read after it)")
     if results.get("answer_format", "letter") != "letter":
         lines.append(f"answer format: {results['answer_format']} (question without options, reply matched to the option texts)")
     return lines
@@ -271,6 +276,8 @@ def policy_settings(args, name: str, ckpt_sha256: str | None, schedule, budgets=
     else:
         settings.update(data_dir=str(Path(args.data_dir).resolve()), annotation=args.annotation,
                         subtitles=args.subtitles)
+    if getattr(args, "protocol", "whole-prompt") != "whole-prompt":  # absent before the option: older results stay valid
+        settings["protocol"] = args.protocol
     if name != "full":
         settings.update(n_up=schedule.n_up, prompt_end=schedule.at_prompt_end)
     if name == "namm":
@@ -309,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--answer-format", default=None, choices=list(mlvu.ANSWER_FORMATS),
                         help="letter: MLVU's options and letter; words: the question alone, the reply matched to the "
                              "option texts (default: words, letter for longvideobench)")
+    parser.add_argument("--protocol", default="whole-prompt", choices=["whole-prompt", "query-agnostic"],
+                        help="whole-prompt: every policy follows the schedule over the whole prompt, question "
+                             "included; query-agnostic: the prompt up to its last video token is the context, "
+                             "compressed when it ends (kvpress's protocol; kvzip runs there), and the question is read "
+                             "after it, kept as it comes")
     parser.add_argument("--max-new-tokens", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out-dir", default="runs/video")
@@ -363,7 +375,7 @@ def _run(args, setup, out: Path, results_dir: Path | None = None) -> int:
         raise UserError(f"--model {args.model}: cannot load: {first}") from None
     stored = stored_results(args, out)
     ckpt_sha256 = checkpoint_sha256(setup.ckpt) if "namm" in names else None
-    results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames,
+    results = {"model": chat.name, "benchmark": args.benchmark, "frames": args.frames, "protocol": args.protocol,
                "answer_format": args.answer_format, "limit": args.limit, "dtype": args.dtype,
                **({"n_test": args.n_test} if args.benchmark == "builtin" else {}), **setup.as_json(),
                "ckpt_sha256": ckpt_sha256, "chance": chance, "policies": {}}

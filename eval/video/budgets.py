@@ -30,7 +30,8 @@ from core.atomic import write_json_atomic, write_text_atomic
 from core.errors import UserError, cli_main
 from eval.video.accuracy import wilson
 
-SHARED = ("model", "benchmark", "frames", "answer_format", "ckpt_sha256", "schedule", "limit", "n_test", "dtype")
+SHARED = ("model", "benchmark", "frames", "answer_format", "ckpt_sha256", "schedule", "limit", "n_test", "dtype",
+          "protocol")
 SINGLE = ("full", "namm")
 
 

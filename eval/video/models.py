@@ -64,28 +64,43 @@ class VideoChat:
         return self.processor.decode(out[0, inputs["input_ids"].shape[1]:].tolist())
 
     @torch.no_grad()
-    def reply_compressing_whole_prompt(self, frames: np.ndarray, prompt: str, max_new_tokens: int, policy,
-                                       exact: bool = False, n_up: int | None = None):
-        """The greedy reply after one compression at the prompt's end, for a policy that reconstructs the prompt
-        first (kvzip: its chunks are fed again as the model first read them, frame features included). `n_up`:
-        the schedule's interval, which must not fall inside the prompt. (reply, the `adapters.hf.Generation`)."""
+    def reply_compressed(self, frames: np.ndarray, prompt: str, max_new_tokens: int, policy, exact: bool = False,
+                         n_up: int | None = None, context: str = "prompt"):
+        """The greedy reply after the context is compressed once when it ends, on the project's own decoding path
+        (`adapters.hf.greedy_generate` over the prompt's input embeddings, frame features merged in).
+        `context`: "prompt" (the whole prompt; kvzip in the whole-prompt protocol) or "video" (the prompt up to
+        its last video token: the query-agnostic protocol, the question read after the compression). A policy
+        that reconstructs its context first (kvzip) is fed it again, frame features included; `n_up`, the
+        schedule's interval, must then not fall inside the context. (reply, the `adapters.hf.Generation`)."""
         from adapters.hf import greedy_generate
         from adapters.llava_next_video import prompt_embeddings
 
         inputs = self.processor(prompt, frames)
         device = next(self.model.parameters()).device
         ids = inputs["input_ids"].to(device)
-        if n_up is not None and ids.shape[1] >= n_up:
-            raise UserError(f"--policies {policy.name}: a prompt of {ids.shape[1]} tokens, and every policy updates "
-                            f"every {n_up} tokens, inside it, where kvzip cannot run; give a schedule that updates "
-                            f"once, at the prompt's end (--n-up above the prompt, or a NAMM checkpoint whose "
-                            f"config.json sets such an n_up)")
+        context_end = ids.shape[1] if context == "prompt" else self.video_end(ids)
+        replays = getattr(policy, "replays_context", False)
+        if replays and n_up is not None and context_end >= n_up:
+            raise UserError(f"--policies {policy.name}: a context of {context_end} tokens, and every policy updates "
+                            f"every {n_up} tokens, inside it, where kvzip cannot run; give a schedule that does not "
+                            f"update inside the context (--n-up above it, or a NAMM checkpoint whose config.json "
+                            f"sets such an n_up)")
         embeds = prompt_embeddings(self.model, ids, inputs["pixel_values_videos"].to(device, self.model.dtype))
         gen = greedy_generate(self.model, None, policy, max_new_tokens=max_new_tokens,
                               eos_token_id=self.model.generation_config.eos_token_id, exact=exact,
-                              context_end=embeds.shape[1], replay_prompt=self.replay_prompt(),
+                              context_end=context_end, replay_prompt=self.replay_prompt() if replays else None,
                               inputs_embeds=embeds)
         return self.processor.decode(gen.tokens[0]), gen
+
+    def video_end(self, ids: torch.Tensor) -> int:
+        """The position after the prompt's last video token."""
+        where = (ids[0] == self.processor.tokenizer.video_token_id).nonzero()
+        if where.numel() == 0:
+            raise ValueError("the prompt has no video token")
+        end = int(where[-1]) + 1
+        if end >= ids.shape[1]:
+            raise ValueError("the prompt ends with its video: nothing to read after the compressed context")
+        return end
 
     def replay_prompt(self):
         """KVzip's reconstruction instruction in this model's tokens (a word-level tokenizer: its own words)."""
