@@ -28,9 +28,13 @@ def test_only_the_context_is_compressed(context_end):
 
 
 def test_context_end_must_fall_inside_the_prompt():
+    """The context is the prompt's first 1 .. n tokens (n: the whole prompt, compressed once at its end)."""
     model = tiny_llama()
-    with pytest.raises(ValueError, match="context_end"):
-        greedy_generate(model, torch.zeros(1, 10, dtype=torch.long), Recency(0.5), context_end=10)
+    ids = torch.zeros(1, 10, dtype=torch.long)
+    for outside in (0, 11):
+        with pytest.raises(ValueError, match="context_end"):
+            greedy_generate(model, ids, Recency(0.5), context_end=outside)
+    assert greedy_generate(model, ids, Recency(0.5), max_new_tokens=1, context_end=10).processed_tokens == 10
 
 
 @pytest.mark.parametrize("task", builtin_tasks.TASKS)
