@@ -59,7 +59,7 @@ class OracleRecorder(MemoryPolicy):
         self.oracle[mem.layer_idx] = seen
 
     def select(self, mem: LayerMemory) -> None:
-        if not self.answering and self.student._ready(mem):
+        if not self.answering and self.student.namm_x.ready(mem):
             self.records.append((mem.layer_idx, self.student.features(mem)[0, 0].float().clone()))
             self.student.namm_x.after_update(mem)
         return None

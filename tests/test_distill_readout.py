@@ -76,8 +76,8 @@ def test_distill_oracle_sets_the_fitted_readout_and_reports_held_out_recall(one_
     student = namm_x()
     report = distill_oracle(model, prompts, student, progress=False)
     assert report["heldout_prompts"] == 1 and report["records"] == 5 * 3 * 3  # 5 prompts x 3 layers x 3 updates
-    assert torch.equal(student.params[:26], torch.tensor(list(report["weights"].values())).float().round(decimals=4)) \
-        or student.params.abs().sum() > 0
+    torch.testing.assert_close(student.params[:26], torch.tensor(list(report["weights"].values())), atol=5e-5, rtol=0)
+    assert student.params.abs().sum() > 0
     assert set(report["recall_heldout"]) == {"fitted", "tova", "h2o", "snapkv", "l2", "recency"}
     assert all(0 <= v <= 1 for r in report["recall_heldout"].values() for v in r.values())
     assert math.isfinite(float(student.params.sum()))
