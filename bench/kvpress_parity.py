@@ -1,5 +1,5 @@
-"""Our L2, SnapKV, TOVA, Expected Attention and adakv(snapkv) baselines side by side with NVIDIA kvpress's
-presses on the same prompts.
+"""Our L2, SnapKV, TOVA, Expected Attention, adakv(snapkv) and KVzip baselines side by side with NVIDIA
+kvpress's presses on the same prompts.
 
     python -m bench.kvpress_parity --kvpress-path DIR --n 10 --length 500 --out bench/results/kvpress_parity.json
     python -m bench.kvpress_parity --kvpress-path DIR --n 10 --length 500 --timing 3   # also seconds per item
@@ -32,6 +32,14 @@ AdaKVPress keeps every key and masks some per head (`module.masked_key_indices`,
 kvpress's attention patch): its kept set per head is the unmasked positions, as ours is adakv's visible
 (not hidden) positions.
 
+KVzipPress (`--presses kvzip --plain`, asked for by name) runs with `layerwise=True`: the same share of each
+layer pruned, the pruned (head, position) pairs chosen over the layer's heads together with no per-head
+safeguard, which is our `adakv(kvzip)` with `alpha_safeguard` 0 (row `adakv(kvzip)`); our plain `kvzip` keeps the
+same count in every head (it differs by design). Its own `__call__` fails on transformers 5 as the hook does
+(it reads `past_key_values`), so `kvzip_on_context` drives the press's own `prepare`, `forward_hook` (scoring)
+and `compress_post` (selection). `--plain` renders the prompts as plain text with the chat template cleared:
+kvpress leaves a template's prefix out of its reconstruction (scoring it 0), ours reconstructs it.
+
 Rows "<policy>@kvpress_count" run our policy with kvpress's number of kept tokens (int(P * (1 - ratio)),
 a token-count budget) instead of our ceil(P * (1 - ratio)): a diagnostic that separates the rounding
 convention from the scoring rule. "full" checks the harness: both decoding paths with no compression.
@@ -50,11 +58,14 @@ import torch
 
 from core.atomic import write_json_atomic
 
-PRESSES = ("l2", "snapkv", "tova", "expected_attention", "adakv_snapkv")
+PRESSES = ("l2", "snapkv", "tova", "expected_attention", "adakv_snapkv", "kvzip")
+DEFAULT_PRESSES = PRESSES[:-1]  # kvzip needs plain prompts (--plain): asked for by name
 OURS = {"l2": ("l2",), "snapkv": ("snapkv",), "tova": ("tova", "tova_per_head"),
-        "expected_attention": ("expected_attention",), "adakv_snapkv": ("adakv(snapkv)",)}
+        "expected_attention": ("expected_attention",), "adakv_snapkv": ("adakv(snapkv)",),
+        "kvzip": ("adakv(kvzip)", "kvzip")}
 PRESS_LABELS = {"l2": "KnormPress", "snapkv": "SnapKVPress", "tova": "TOVAPress",
-                "expected_attention": "ExpectedAttentionPress", "adakv_snapkv": "AdaKVPress(SnapKVPress)"}
+                "expected_attention": "ExpectedAttentionPress", "adakv_snapkv": "AdaKVPress(SnapKVPress)",
+                "kvzip": "KVzipPress(layerwise)"}
 PROTOCOLS = ("whole", "query-agnostic")
 
 
@@ -99,15 +110,86 @@ def make_press(kvpress, name: str, ratio: float, window: int, kernel: int):
         return kvpress.ExpectedAttentionPress(compression_ratio=ratio)
     if name == "adakv_snapkv":  # alpha_safeguard 0.2, kvpress's default
         return kvpress.AdaKVPress(kvpress.SnapKVPress(compression_ratio=ratio, window_size=window, kernel_size=kernel))
+    if name == "kvzip":  # the same share pruned in every layer, chosen over the layer's heads together
+        return kvpress.KVzipPress(compression_ratio=ratio, layerwise=True)
     raise ValueError(name)
 
 
 def make_ours(name: str, budget, window: int, kernel: int):
+    from core.policies import AdaKV
     from core.registry import make_policy
 
     extra = {"window": window, "kernel": kernel} if name in ("snapkv", "adakv(snapkv)") else {}
     # one update, at the prompt's (or the context's) end: n_up larger than any prompt here
+    if name == "adakv(kvzip)":  # KVzipPress spreads a layer's pruning over its heads with no per-head safeguard
+        return AdaKV(make_policy("kvzip", budget, n_up=10**6, update_at_prompt_end=True), alpha_safeguard=0.0)
     return make_policy(name, budget, n_up=10**6, update_at_prompt_end=True, **extra)
+
+
+def is_kvzip(press) -> bool:
+    return type(press).__name__ == "KVzipPress"
+
+
+@contextmanager
+def kvzip_on_context(press, model, tokenizer, cache, context_ids, scores: dict | None = None):
+    """KVzipPress's own `__call__` for transformers 5, where it fails (it reads the cache as `past_key_values`
+    from the model's and the attention layers' keywords; transformers 5 passes `cache`). The block prefills the
+    context `context_ids` into `cache`; then, as kvpress does, each chunk's reconstruction prompt (the press's own
+    `prepare`) runs through the model with the press's own `forward_hook` on every attention layer (its
+    `score_kvzip` scores the chunk and cuts the cache back to the context), and the press's own `compress_post`
+    picks the masked (head, position) pairs. Plain prompts only (a tokenizer without a chat template): there
+    kvpress's template prefix is empty and its suffix a newline (KVzipPress.__call__), as ours. `scores`
+    receives the press's scores per layer [1, H, n]."""
+    if getattr(tokenizer, "chat_template", None):
+        raise ValueError("the KVzip comparison runs on plain prompts: clear the tokenizer's chat template (--plain)")
+    language_model = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    press.post_init_from_model(model)
+    press.prefix_length = 0
+    press._suffix_ids = tokenizer("\n", add_special_tokens=False, return_tensors="pt").input_ids
+
+    def hook(module, args, kwargs, output):
+        kwargs = dict(kwargs, past_key_values=kwargs.get("cache", kwargs.get("past_key_values")))
+        return press.forward_hook(module, args, kwargs, output)
+
+    try:
+        yield
+        press._context_ids, press._cache = context_ids, cache
+        press.context_length = context_ids.shape[1]
+        for layer in language_model.layers:
+            layer.self_attn.rotary_emb = language_model.rotary_emb
+        pairs = press.prepare(model, tokenizer)
+        hooks = [layer.self_attn.register_forward_hook(hook, with_kwargs=True) for layer in language_model.layers]
+        try:
+            press.start_idx = press.prefix_length
+            for chunk, repeat in pairs:
+                press.end_idx = press.start_idx + chunk.shape[1]
+                start = cache.get_seq_length()  # the context's length: each chunk's tokens leave the cache
+                positions = torch.arange(start, start + repeat.shape[1]).unsqueeze(0)
+                language_model(input_ids=repeat, position_ids=positions, use_cache=True,
+                               **{_cache_keyword(model): cache})
+                press.start_idx = press.end_idx
+        finally:
+            for h in hooks:
+                h.remove()
+        press.compress_post(model)
+        if scores is not None:
+            for layer in range(press.score_val.shape[0]):
+                scores[layer] = press.score_val[layer].detach().clone()
+    finally:
+        press._reset_internal_parameters()
+
+
+def press_context(press, model, native: bool, tokenizer, cache, context_ids, scores: dict):
+    """The block in which the context's prefill runs under `press`: KVzip's driver, kvpress's own hook where it
+    works, else `press_on_prefill` (with the press's scores recorded)."""
+    from contextlib import ExitStack
+
+    if is_kvzip(press):
+        return kvzip_on_context(press, model, tokenizer, cache, context_ids, scores)
+    stack = ExitStack()
+    stack.enter_context(recording_scores(press, scores))
+    stack.enter_context(press(model) if native else press_on_prefill(press, model))
+    return stack
 
 
 def _cache_keyword(model) -> str:
@@ -257,7 +339,7 @@ def compare_sets(ours: list[list[list[int]]], theirs: list[list[list[int]]], n: 
 
 
 def kvpress_run(model, press, ids, context_end: int | None, new_tokens: int, eos: set[int], full_keys,
-                native: bool = False):
+                native: bool = False, tokenizer=None):
     """Compress the prompt (or its first `context_end` tokens) with `press` at prefill, then decode greedily as
     kvpress's pipeline does (question in one forward at positions after the context, then one token at a time).
     `native`: through kvpress's own hook (`with press(model)`), else through `press_on_prefill`."""
@@ -271,7 +353,7 @@ def kvpress_run(model, press, ids, context_end: int | None, new_tokens: int, eos
         if press is None:
             logits = _forward(model, ids[:, :end], cache, 0)
         else:
-            with recording_scores(press, scores), (press(model) if native else press_on_prefill(press, model)):
+            with press_context(press, model, native, tokenizer, cache, ids[:, :end], scores):
                 logits = _forward(model, ids[:, :end], cache, 0)
         kept = kept_positions(full_keys, cache)
         kept = without_masked(model, kept)
@@ -295,7 +377,7 @@ def question_and_decode(model, ids, end: int, cache, logits, new_tokens: int, eo
 
 
 def kvpress_seconds(model, press, ids, context_end: int | None, new_tokens: int, eos: set[int],
-                    native: bool = False) -> float:
+                    native: bool = False, tokenizer=None) -> float:
     """Wall seconds of kvpress_run's work alone (prefill with the press, question, greedy decoding), nothing
     recorded or compared: what a kvpress user pays per item."""
     from transformers import DynamicCache
@@ -304,7 +386,11 @@ def kvpress_seconds(model, press, ids, context_end: int | None, new_tokens: int,
     end = ids.shape[1] if context_end is None else context_end
     started = time.perf_counter()
     with torch.no_grad():
-        with press(model) if native else press_on_prefill(press, model):
+        if is_kvzip(press):
+            block = kvzip_on_context(press, model, tokenizer, cache, ids[:, :end])
+        else:
+            block = press(model) if native else press_on_prefill(press, model)
+        with block:
             logits = _forward(model, ids[:, :end], cache, 0)
         question_and_decode(model, ids, end, cache, logits, new_tokens, eos)
     seconds = time.perf_counter() - started
@@ -312,17 +398,29 @@ def kvpress_seconds(model, press, ids, context_end: int | None, new_tokens: int,
     return seconds
 
 
-def ours_seconds(model, policy, ids, context_end: int | None, new_tokens: int, eos_token_id) -> float:
+def replay_arguments(policy, ids, context_end: int | None, tokenizer) -> dict:
+    """greedy_generate's context arguments: a policy that reconstructs its context (kvzip) gets the whole prompt
+    as its context in the whole-prompt protocol, and its reconstruction prompt."""
+    if not getattr(policy, "replays_context", False):
+        return {"context_end": context_end}
+    from adapters.hf.kvzip import replay_prompt
+
+    return {"context_end": ids.shape[1] if context_end is None else context_end,
+            "replay_prompt": replay_prompt(tokenizer)}
+
+
+def ours_seconds(model, policy, ids, context_end: int | None, new_tokens: int, eos_token_id, tokenizer=None) -> float:
     """Wall seconds of our greedy_generate under `policy` (attach, prefill, update, decoding), nothing recorded."""
     from adapters.hf import greedy_generate
 
     started = time.perf_counter()
-    greedy_generate(model, ids, policy, max_new_tokens=new_tokens, eos_token_id=eos_token_id, context_end=context_end)
+    greedy_generate(model, ids, policy, max_new_tokens=new_tokens, eos_token_id=eos_token_id,
+                    **replay_arguments(policy, ids, context_end, tokenizer))
     return time.perf_counter() - started
 
 
 def timed_pair(model, kvpress, press_name: str, ours_name: str, args, ids, context_end, eos, eos_token_id,
-               native: bool, first: str, warm_up: bool) -> dict:
+               native: bool, first: str, warm_up: bool, tokenizer=None) -> dict:
     """Median seconds of `args.timing` rounds of each side on one item, the sides alternating (`first` starts);
     `warm_up`: one more round first, not timed (a first call pays one-off costs)."""
     import statistics
@@ -334,10 +432,12 @@ def timed_pair(model, kvpress, press_name: str, ours_name: str, args, ids, conte
         for side in order:
             if side == "ours":
                 policy = make_ours(ours_name, 1 - args.ratio, args.window, args.kernel)
-                times["ours"].append(ours_seconds(model, policy, ids, context_end, args.new_tokens, eos_token_id))
+                times["ours"].append(ours_seconds(model, policy, ids, context_end, args.new_tokens, eos_token_id,
+                                                  tokenizer))
             else:
                 press = make_press(kvpress, press_name, args.ratio, args.window, args.kernel)
-                times["kvpress"].append(kvpress_seconds(model, press, ids, context_end, args.new_tokens, eos, native))
+                times["kvpress"].append(kvpress_seconds(model, press, ids, context_end, args.new_tokens, eos, native,
+                                                        tokenizer))
     times = {side: values[warm_up:] for side, values in times.items()}
     return {"seconds_ours": statistics.median(times["ours"]), "seconds_kvpress": statistics.median(times["kvpress"])}
 
@@ -377,7 +477,7 @@ def full_prefill_keys(model, ids, end: int) -> list[torch.Tensor]:
     return [layer.keys.clone() for layer in cache.layers]
 
 
-def ours_run(model, policy, ids, context_end: int | None, new_tokens: int, eos_token_id):
+def ours_run(model, policy, ids, context_end: int | None, new_tokens: int, eos_token_id, tokenizer=None):
     """Our greedy_generate under `policy`; the kept positions are recorded at the policy's one update (the visible
     ones: adakv hides, per head, the slots a rectangular cache holds beyond that head's share)."""
     from adapters.hf import greedy_generate
@@ -400,7 +500,7 @@ def ours_run(model, policy, ids, context_end: int | None, new_tokens: int, eos_t
 
     policy.select = recording
     gen = greedy_generate(model, ids, policy, max_new_tokens=new_tokens, eos_token_id=eos_token_id,
-                          context_end=context_end)
+                          **replay_arguments(policy, ids, context_end, tokenizer))
     if any(len(r) != 1 for r in records.values()):
         raise RuntimeError(f"expected one update per layer, got {[len(r) for r in records.values()]}")
     return [records[layer][0] for layer in sorted(records)], gen.tokens[0]
@@ -450,7 +550,10 @@ def main(argv=None) -> int:
     parser.add_argument("--kernel", type=int, default=7)
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
-    parser.add_argument("--presses", default=",".join(PRESSES), help=f"a subset of {', '.join(PRESSES)}")
+    parser.add_argument("--presses", default=",".join(DEFAULT_PRESSES), help=f"a subset of {', '.join(PRESSES)}")
+    parser.add_argument("--plain", action="store_true",
+                        help="prompts as plain text, the tokenizer's chat template cleared (needed by kvzip: "
+                             "kvpress's KVzip leaves a template's prefix out of its reconstruction, ours does not)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--timing", type=int, default=0, metavar="R",
                         help="also time R rounds of each press and our policy per item, alternating, untraced "
@@ -465,6 +568,10 @@ def main(argv=None) -> int:
         parser.error(f"--presses: choose from {', '.join(PRESSES)}")
     if not 0 < args.ratio < 1:
         parser.error("--ratio must be in (0, 1)")
+    if "kvzip" in presses and not args.plain:
+        parser.error("--presses kvzip needs --plain: kvpress's KVzip leaves the chat template's prefix out of its "
+                     "reconstruction (it scores 0 there) and ours reconstructs it; on plain prompts both repeat "
+                     "the whole context")
     torch.set_num_threads(args.threads)
     kvpress = import_kvpress(args.kvpress_path)  # first: see import_kvpress
 
@@ -477,6 +584,8 @@ def main(argv=None) -> int:
     from eval.lm.run import EvalItem, question_token
 
     model, tok = load_model(args.model)
+    if args.plain:
+        tok.chat_template = None
     eos = {tok.eos_token_id} if tok.eos_token_id is not None else set()
     items = builtin_tasks.make_items("passkey", args.n, args.length, seed=args.seed, tokenizer=tok)
     native = probe_native_hook(kvpress, model, tok("a short probe " * 10, return_tensors="pt").input_ids)
@@ -489,6 +598,7 @@ def main(argv=None) -> int:
                "model": args.model, "task": "passkey", "n": args.n, "length": args.length, "seed": args.seed,
                "compression_ratio": args.ratio, "snapkv_window": args.window, "snapkv_kernel": args.kernel,
                "new_tokens": args.new_tokens, "threads": args.threads, "timing_rounds": args.timing,
+               "plain_prompts": args.plain,
                "native_hook": native,
                "driver": "kvpress's hook" if native["works"] else "press.compress run by bench.kvpress_parity's hook",
                "protocols": {}}
@@ -497,7 +607,7 @@ def main(argv=None) -> int:
         per_config: dict[str, list] = {}
         full_rows = []
         for i, item in enumerate(items):
-            text = builtin_tasks.render(item, tok)
+            text = builtin_tasks.render(item, tok, chat=False if args.plain else None)
             ids = tok(text, return_tensors="pt").input_ids
             n_prompt = ids.shape[1]
             context_end = None
@@ -516,7 +626,7 @@ def main(argv=None) -> int:
                 if press_name not in press_cache:
                     press = make_press(kvpress, press_name, args.ratio, args.window, args.kernel)
                     press_cache[press_name] = kvpress_run(model, press, ids, context_end, args.new_tokens, eos,
-                                                          full_keys, native["works"])
+                                                          full_keys, native["works"], tok)
                     clear_masks(model)
                 kv_kept, kv_tokens, kv_scores = press_cache[press_name]
                 count_differs = kvpress_count(end, args.ratio) != Budget(1 - args.ratio).tokens(end)
@@ -526,7 +636,8 @@ def main(argv=None) -> int:
                     continue
                 budget = kvpress_count(end, args.ratio) if kv_count else 1 - args.ratio
                 policy = make_ours(ours_name, budget, args.window, args.kernel)
-                our_kept, our_tokens = ours_run(model, policy, ids, context_end, args.new_tokens, tok.eos_token_id)
+                our_kept, our_tokens = ours_run(model, policy, ids, context_end, args.new_tokens, tok.eos_token_id,
+                                                tok)
                 our_text = tok.decode(our_tokens, skip_special_tokens=True)
                 kv_text = tok.decode(kv_tokens, skip_special_tokens=True)
                 per_config.setdefault(key, []).append({
@@ -540,7 +651,8 @@ def main(argv=None) -> int:
                     "ours_correct": builtin_tasks.score_item(item, our_text),
                     "kvpress_correct": builtin_tasks.score_item(item, kv_text),
                     **(timed_pair(model, kvpress, press_name, ours_name, args, ids, context_end, eos,
-                                  tok.eos_token_id, native["works"], first=("ours", "kvpress")[i % 2], warm_up=i == 0)
+                                  tok.eos_token_id, native["works"], first=("ours", "kvpress")[i % 2], warm_up=i == 0,
+                                  tokenizer=tok)
                        if args.timing and not kv_count else {})})
             print(f"[{protocol}] item {i + 1}/{len(items)} ({n_prompt} tokens, compressed {end}) "
                   f"{time.perf_counter() - started:.0f}s", flush=True)

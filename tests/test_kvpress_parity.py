@@ -73,3 +73,32 @@ def test_timing_summary_is_the_ratio_of_mean_seconds_and_absent_when_untimed():
     assert timing_summary(rows) == {"seconds_per_item_ours": 2.0, "seconds_per_item_kvpress": 2.0,
                                     "seconds_ratio": 1.0}
     assert timing_summary([{"item": 0}]) == {}
+
+
+def test_kvzip_needs_plain_prompts_and_is_refused_before_kvpress_loads(capsys):
+    from bench.kvpress_parity import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--presses", "kvzip", "--kvpress-path", "/nonexistent"])
+    assert stop.value.code == 2
+    assert "--presses kvzip needs --plain" in capsys.readouterr().err
+
+
+def test_replay_arguments_give_kvzip_the_whole_prompt_as_context():
+    from bench.kvpress_parity import make_ours, replay_arguments
+    from core.policies import AdaKV
+
+    ids = torch.zeros(1, 40, dtype=torch.long)
+    assert replay_arguments(make_ours("snapkv", 0.5, 32, 7), ids, None, None) == {"context_end": None}
+    ours = make_ours("adakv(kvzip)", 0.5, 32, 7)
+    assert isinstance(ours, AdaKV) and ours.alpha_safeguard == 0.0  # KVzipPress has no per-head safeguard
+
+    class Tokenizer:  # what replay_prompt reads
+        chat_template = None
+
+        def __call__(self, text, add_special_tokens=False):
+            return type("Encoded", (), {"input_ids": [ord(c) for c in text]})()
+
+    whole = replay_arguments(ours, ids, None, Tokenizer())
+    assert whole["context_end"] == 40 and whole["replay_prompt"].suffix.tolist() == [[ord("\n")]]
+    assert replay_arguments(ours, ids, 30, Tokenizer())["context_end"] == 30
