@@ -142,7 +142,7 @@ def kvzip_on_context(press, model, tokenizer, cache, context_ids, scores: dict |
     receives the press's scores per layer [1, H, n]."""
     if getattr(tokenizer, "chat_template", None):
         raise ValueError("the KVzip comparison runs on plain prompts: clear the tokenizer's chat template (--plain)")
-    language_model = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    language_model = _language_model(model)
     press.post_init_from_model(model)
     press.prefix_length = 0
     press._suffix_ids = tokenizer("\n", add_special_tokens=False, return_tensors="pt").input_ids
@@ -179,17 +179,23 @@ def kvzip_on_context(press, model, tokenizer, cache, context_ids, scores: dict |
         press._reset_internal_parameters()
 
 
-def press_context(press, model, native: bool, tokenizer, cache, context_ids, scores: dict):
+def press_context(press, model, native: bool, tokenizer, cache, context_ids, scores: dict | None = None):
     """The block in which the context's prefill runs under `press`: KVzip's driver, kvpress's own hook where it
-    works, else `press_on_prefill` (with the press's scores recorded)."""
+    works, else `press_on_prefill`; with `scores`, the press's scores per layer are recorded there."""
     from contextlib import ExitStack
 
     if is_kvzip(press):
         return kvzip_on_context(press, model, tokenizer, cache, context_ids, scores)
     stack = ExitStack()
-    stack.enter_context(recording_scores(press, scores))
+    if scores is not None:
+        stack.enter_context(recording_scores(press, scores))
     stack.enter_context(press(model) if native else press_on_prefill(press, model))
     return stack
+
+
+def _language_model(model):
+    """The decoder whose layers the presses hook: a LLaVA's language model, else the model's own."""
+    return model.model.language_model if hasattr(model.model, "language_model") else model.model
 
 
 def _cache_keyword(model) -> str:
@@ -251,7 +257,7 @@ def press_on_prefill(press, model):
     from kvpress.utils import extract_keys_and_values
 
     press.post_init_from_model(model)
-    language_model = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    language_model = _language_model(model)
 
     def hook(module, args, kwargs, output):
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
@@ -386,11 +392,7 @@ def kvpress_seconds(model, press, ids, context_end: int | None, new_tokens: int,
     end = ids.shape[1] if context_end is None else context_end
     started = time.perf_counter()
     with torch.no_grad():
-        if is_kvzip(press):
-            block = kvzip_on_context(press, model, tokenizer, cache, ids[:, :end])
-        else:
-            block = press(model) if native else press_on_prefill(press, model)
-        with block:
+        with press_context(press, model, native, tokenizer, cache, ids[:, :end]):
             logits = _forward(model, ids[:, :end], cache, 0)
         question_and_decode(model, ids, end, cache, logits, new_tokens, eos)
     seconds = time.perf_counter() - started
@@ -446,7 +448,7 @@ def without_masked(model, kept: list[list[list[int]]]) -> list[list[list[int]]]:
     """Take out of the kept positions the keys a head-wise press (AdaKVPress) masks instead of removing: kvpress
     stores them in `module.masked_key_indices` (batch, head, slot; batch 1 here, slots = positions before any
     removal) and its attention patch hides them while decoding."""
-    language_model = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    language_model = _language_model(model)
     out = []
     for layer, heads in zip(language_model.layers, kept, strict=True):
         masked = getattr(layer.self_attn, "masked_key_indices", None)
@@ -463,7 +465,7 @@ def without_masked(model, kept: list[list[list[int]]]) -> list[list[list[int]]]:
 
 def clear_masks(model) -> None:
     """No press's mask may outlive its run (kvpress's patch resets it only at a prefill of an empty cache)."""
-    language_model = model.model.language_model if hasattr(model.model, "language_model") else model.model
+    language_model = _language_model(model)
     for layer in language_model.layers:
         layer.self_attn.masked_key_indices = None
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.fitness_signal import spearman
 from core.atomic import write_json_atomic
 from core.errors import UserError
 
@@ -32,23 +33,6 @@ REFERENCE = "exact"
 def ranking(values: list[float]) -> list[int]:
     """Member indices from the best fitness to the worst (ties in member order)."""
     return [int(i) for i in np.argsort(-np.asarray(values), kind="stable")]
-
-
-def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman's rank correlation (average ranks for ties)."""
-    def ranks(v):
-        v = np.asarray(v, dtype=float)
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=float)
-        for value in np.unique(v):
-            tied = v == value
-            r[tied] = r[tied].mean()
-        return r
-    ra, rb = ranks(a), ranks(b)
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def parse_paths(text: str, config_dtype: str) -> dict[str, tuple[bool, str]]:
