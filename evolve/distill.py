@@ -135,9 +135,10 @@ def main(argv=None) -> int:
     parser.add_argument("--teacher", required=True,
                         choices=sorted(n for n, cls in BASELINES.items()
                                        if not cls.observes_queries and not getattr(cls, "replays_context", False))
-                        + ["oracle"],
-                        help="a baseline whose decisions the paper NAMM imitates, or oracle: a NAMM-X config's "
-                             "linear readout fitted to the attention the gold answer pays (evolve.distill_readout)")
+                        + ["kvzip", "oracle"],
+                        help="a baseline whose decisions the paper NAMM imitates; or, for a NAMM-X config, oracle "
+                             "(its linear readout fitted to the attention the gold answer pays) or kvzip (fitted "
+                             "to KVzip's scores of each prompt as one context): evolve.distill_readout")
     parser.add_argument("--budget", type=float, default=0.5, help="the teacher's cache fraction")
     parser.add_argument("--n", type=int, default=6, help="prompts per task of the config's last stage")
     parser.add_argument("--length", type=int, default=None, help="prompt length (default: the last stage's)")
@@ -170,17 +171,19 @@ def _distill(args, out: Path, scratch: Path) -> int:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     student = NAMM(config.namm_config())
-    if (args.teacher == "oracle") != (student.namm_x is not None):
-        raise UserError(f"--teacher {args.teacher}: the oracle fits a NAMM-X readout and the baselines' decisions "
-                        f"fit the paper's scorer, but {args.config} sets features: {student.config.features}")
+    fits_readout = args.teacher in ("oracle", "kvzip")
+    if fits_readout != (student.namm_x is not None):
+        raise UserError(f"--teacher {args.teacher}: oracle and kvzip fit a NAMM-X readout and the baselines' "
+                        f"decisions fit the paper's scorer, but {args.config} sets features: {student.config.features}")
     fitness = LMFitness(config, scratch, Dist())
     fitness.calibrate(student)  # the same frozen normalisation as the evolution run of this config
     stage = config.stages[-1]
     length = args.length or stage.prompt_length
     prompts = [p for task in stage.tasks
                for p in fitness.source.draw(task, args.n, length, seed_label("distill", args.seed))]
-    if args.teacher == "oracle":
-        from evolve.distill_readout import distill_oracle
+    if fits_readout:
+        from adapters.hf.kvzip import replay_prompt
+        from evolve.distill_readout import distill_linear_readout
 
         compare = None
         if args.compare:
@@ -189,10 +192,12 @@ def _distill(args, out: Path, scratch: Path) -> int:
                     other.config.readout_hidden != student.config.readout_hidden:
                 raise UserError(f"--compare {args.compare}: its readout reads other features than {args.config}'s")
             compare = {Path(args.compare).name: other.params}
-        report = distill_oracle(fitness.model, prompts, student, args.seed, config.exact, compare=compare)
-        report.update(teacher="oracle", tasks=list(stage.tasks), length=length,
+        replay = replay_prompt(fitness.tokenizer) if args.teacher == "kvzip" else None
+        report = distill_linear_readout(fitness.model, prompts, student, args.seed, config.exact, compare=compare,
+                                        replay_prompt=replay)
+        report.update(teacher=args.teacher, tasks=list(stage.tasks), length=length,
                       seconds=round(time.perf_counter() - started, 1),
-                      note="init_from for CMA-ES (init_readout: null): fitted to the oracle, not evolved")
+                      note=f"init_from for CMA-ES (init_readout: null): fitted to {args.teacher}, not evolved")
         save_and_print(student, report, out)
         return 0
     n_up = student.n_up

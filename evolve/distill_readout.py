@@ -13,6 +13,12 @@ form). It starts CMA-ES as `init_from` (`init_readout: null`) or is evaluated as
 measured on held-out records (a fifth of the prompts, never fitted): the share of the oracle's top `budget`
 tokens that the readout's top `budget` keeps (newest token kept, as top-k keeps it), beside each baseline
 readout's share on the same records.
+
+`--teacher kvzip` fits the same readout to KVzip's scores instead (`core.policies.kvzip`): each prompt is one
+context, prefilled whole (the query-agnostic protocol with the prompt as its context), reconstructed as
+KVzip reconstructs it, and recorded once at its end, where KVzip's update would compress it. The target is
+KVzip's score of each token averaged over the KV heads (the head mode `shared` keeps one set), ranked within
+the record. It asks whether the attention signals the readout reads can stand in for KVzip's second forward.
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ import torch
 from core.memory import LayerMemory
 from core.namm import NAMM
 from core.namm_x import SIGNALS, baseline_readout, rank01, readout_scores, unflatten_readout
-from core.policies.base import MemoryPolicy
+from core.policies.base import MemoryPolicy, Schedule
+from core.policies.kvzip import KVzip
 
 RIDGE = 1e-3  # relative to the mean diagonal of F^T F: enough to fix collinear flags, too small to bias
 
@@ -71,6 +78,52 @@ class OracleRecorder(MemoryPolicy):
             target = self.oracle[layer][: feats.shape[0]]
             out.append((feats, rank01(target)))
         return out
+
+
+class KVzipRecorder(MemoryPolicy):
+    """Keeps everything; the student observes the context as it is prefilled, KVzip scores it from its
+    reconstruction, and the one update at the context's end records (features [P, F], KVzip's score [P])."""
+
+    observes = True
+    replays_context = True
+
+    def __init__(self, student: NAMM, n_context: int, teacher: KVzip | None = None) -> None:
+        if student.namm_x is None or student.config.head_mode != "shared":
+            raise ValueError("the KVzip readout fit needs a NAMM-X config (features: namm_x) with head_mode shared")
+        super().__init__(schedule=Schedule(n_context + 1, True))  # no update inside the context
+        self.student, self.teacher = student, teacher or KVzip()
+        self.n_sink, self.chunk_size = self.teacher.n_sink, self.teacher.chunk_size
+        self.prev_postfix_size = self.teacher.prev_postfix_size
+        self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
+        self.student.observe(mem, probs, rows_left)
+
+    def observe_replay(self, mem: LayerMemory, scores: torch.Tensor, start: int, end: int) -> None:
+        self.teacher.observe_replay(mem, scores, start, end)
+
+    def select(self, mem: LayerMemory) -> None:
+        feats = self.student.features(mem)[0, 0].float().clone()
+        target = self.teacher.scores(mem)[0].mean(dim=0)  # [P]: KV heads averaged
+        self.records.append((feats, rank01(target)))
+        self.teacher.after_update(mem)
+        self.student.namm_x.after_update(mem)
+        return None
+
+    def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return self.records
+
+
+@torch.no_grad()
+def record_prompt_kvzip(model, prompt, student: NAMM, replay_prompt, exact: bool = False):
+    """One training prompt as one KVzip context: its (features, target) pair per layer."""
+    from adapters.hf.generation import greedy_generate
+
+    n = prompt.ids.shape[1]
+    recorder = KVzipRecorder(student, n)
+    greedy_generate(model, prompt.ids, recorder, max_new_tokens=1, exact=exact, context_end=n,
+                    replay_prompt=replay_prompt)
+    return recorder.pairs()
 
 
 @torch.no_grad()
@@ -128,15 +181,20 @@ def baseline_readouts(names, hidden: int) -> dict[str, torch.Tensor]:
     return {b: baseline_readout(names, hidden, b) for b in SIGNALS}
 
 
-def distill_oracle(model, prompts, student: NAMM, seed: int = 0, exact: bool = False,
-                   budgets=(0.5, 0.25), progress: bool = True, compare: dict | None = None) -> dict:
+def distill_linear_readout(model, prompts, student: NAMM, seed: int = 0, exact: bool = False,
+                   budgets=(0.5, 0.25), progress: bool = True, compare: dict | None = None,
+                   replay_prompt=None) -> dict:
     """Record every prompt, fit the readout on four fifths of the prompts, set it on `student`, and report the
-    oracle's top-budget recall on the held-out fifth for it, each baseline readout and `compare` (label ->
-    flat readout of the same features, e.g. a shipped NAMM-X's)."""
+    target's top-budget recall on the held-out fifth for it, each baseline readout and `compare` (label ->
+    flat readout of the same features, e.g. a shipped NAMM-X's). The target is the oracle, or KVzip's scores
+    when `replay_prompt` (adapters.hf.kvzip.replay_prompt) is given."""
     from tqdm import tqdm
 
-    per_prompt = [record_prompt(model, p, student, exact) for p in tqdm(prompts, desc="oracle runs",
-                                                                         disable=not progress)]
+    if replay_prompt is None:
+        record, desc = (lambda p: record_prompt(model, p, student, exact)), "oracle runs"
+    else:
+        record, desc = (lambda p: record_prompt_kvzip(model, p, student, replay_prompt, exact)), "kvzip runs"
+    per_prompt = [record(p) for p in tqdm(prompts, desc=desc, disable=not progress)]
     order = np.random.default_rng(seed).permutation(len(prompts))
     n_held = max(1, len(prompts) // 5) if len(prompts) > 1 else 0
     held = [pair for i in order[:n_held] for pair in per_prompt[i]]

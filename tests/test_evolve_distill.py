@@ -1,4 +1,5 @@
 """Distillation of a baseline's keep/evict decisions into a starting NAMM."""
+import pytest
 import torch
 
 from adapters.hf import greedy_generate
@@ -33,3 +34,13 @@ def test_fit_learns_a_rule_the_features_express():
     after = agreement(student, records)
     assert after["agreement"] > 0.95 > before + 0.3
     assert abs(after["student_keep"] - after["teacher_keep"]) < 0.05
+
+
+@pytest.mark.parametrize("teacher", ["oracle", "kvzip"])
+def test_a_readout_teacher_on_the_paper_architecture_is_refused_before_any_model_loads(tmp_path, teacher):
+    from core.errors import UserError
+    from evolve.distill import main
+
+    with pytest.raises(UserError, match=f"--teacher {teacher}: oracle and kvzip fit a NAMM-X readout"):
+        main(["--config", "configs/evolve_smollm2_cpu.yaml", "--teacher", teacher, "--out", str(tmp_path / "new")])
+    assert not (tmp_path / "new").exists()

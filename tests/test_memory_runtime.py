@@ -178,6 +178,9 @@ def test_update_schedule_segments():
         (0, 24, True, 0), (24, 30, False, 58)]
     one = UpdateSchedule(n_up=64, since_update=10, q_len=1, prompt_ends=True).segments()
     assert [(s.start, s.end, s.updates) for s in one] == [(0, 1, True)]
+    # kvzip's context end: the driver updates after the forward, so no segment updates but the rows count to it
+    held = UpdateSchedule(n_up=1000, since_update=40, q_len=30, prompt_ends=False, held_end=True)
+    assert [(s.start, s.end, s.updates, s.rows_after) for s in held.segments()] == [(0, 30, False, 0)]
 
 
 @pytest.mark.parametrize("params", [None, "random"])

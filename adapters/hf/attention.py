@@ -133,12 +133,16 @@ class UpdateSchedule:
     since_update: int
     q_len: int
     prompt_ends: bool
+    # The context ends after this forward and the driver updates once it has reconstructed it (kvzip): no update
+    # inside the forward, but its rows count down to that one.
+    held_end: bool = False
 
     @classmethod
     def for_forward(cls, session, mem, q_len: int) -> "UpdateSchedule":
         prompt = session.prompt
         ends = prompt.update_at_end(session.policy) and prompt.ends_prompt(q_len)
-        return cls(session.policy.n_up, mem.since_update, q_len, ends)
+        held = prompt.end_update == "held" and not prompt.compressed and prompt.ends_prompt(q_len)
+        return cls(session.policy.n_up, mem.since_update, q_len, ends, held)
 
     def segments(self) -> list[Segment]:
         out, start, since = [], 0, self.since_update
@@ -147,8 +151,8 @@ class UpdateSchedule:
             since += end - start
             due = since >= self.n_up
             ends_prompt = self.prompt_ends and end == self.q_len
-            rows_after = 0 if due or ends_prompt else self.n_up - since
-            if self.prompt_ends:
+            rows_after = 0 if due or ends_prompt or (self.held_end and end == self.q_len) else self.n_up - since
+            if self.prompt_ends or self.held_end:
                 rows_after = min(rows_after, self.q_len - end)
             out.append(Segment(start, end, due or ends_prompt, rows_after))
             since = 0 if due or ends_prompt else since
