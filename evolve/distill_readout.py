@@ -36,6 +36,11 @@ from core.policies.kvzip import KVzip
 RIDGE = 1e-3  # relative to the mean diagonal of F^T F: enough to fix collinear flags, too small to bias
 
 
+def check_student(student: NAMM, teacher: str) -> None:
+    if student.namm_x is None or student.config.head_mode != "shared":
+        raise ValueError(f"the {teacher} readout fit needs a NAMM-X config (features: namm_x) with head_mode shared")
+
+
 class OracleRecorder(MemoryPolicy):
     """Keeps everything; records the student's features at each update, then, while the answer is fed
     (`answering` set by the driver), the attention the answer pays to each token."""
@@ -43,8 +48,7 @@ class OracleRecorder(MemoryPolicy):
     observes = True
 
     def __init__(self, student: NAMM) -> None:
-        if student.namm_x is None or student.config.head_mode != "shared":
-            raise ValueError("the oracle readout fit needs a NAMM-X config (features: namm_x) with head_mode shared")
+        check_student(student, "oracle")
         super().__init__(schedule=student.schedule)
         self.student = student
         self.answering = False
@@ -88,13 +92,15 @@ class KVzipRecorder(MemoryPolicy):
     replays_context = True
 
     def __init__(self, student: NAMM, n_context: int, teacher: KVzip | None = None) -> None:
-        if student.namm_x is None or student.config.head_mode != "shared":
-            raise ValueError("the KVzip readout fit needs a NAMM-X config (features: namm_x) with head_mode shared")
+        check_student(student, "KVzip")
         super().__init__(schedule=Schedule(n_context + 1, True))  # no update inside the context
         self.student, self.teacher = student, teacher or KVzip()
-        self.n_sink, self.chunk_size = self.teacher.n_sink, self.teacher.chunk_size
-        self.prev_postfix_size = self.teacher.prev_postfix_size
         self.records: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # the reconstruction's settings, read by adapters.hf.kvzip, are the teacher's
+    n_sink = property(lambda self: self.teacher.n_sink)
+    chunk_size = property(lambda self: self.teacher.chunk_size)
+    prev_postfix_size = property(lambda self: self.teacher.prev_postfix_size)
 
     def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
         self.student.observe(mem, probs, rows_left)
@@ -110,9 +116,6 @@ class KVzipRecorder(MemoryPolicy):
         self.student.namm_x.after_update(mem)
         return None
 
-    def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return self.records
-
 
 @torch.no_grad()
 def record_prompt_kvzip(model, prompt, student: NAMM, replay_prompt, exact: bool = False):
@@ -123,7 +126,7 @@ def record_prompt_kvzip(model, prompt, student: NAMM, replay_prompt, exact: bool
     recorder = KVzipRecorder(student, n)
     greedy_generate(model, prompt.ids, recorder, max_new_tokens=1, exact=exact, context_end=n,
                     replay_prompt=replay_prompt)
-    return recorder.pairs()
+    return recorder.records
 
 
 @torch.no_grad()
@@ -182,8 +185,8 @@ def baseline_readouts(names, hidden: int) -> dict[str, torch.Tensor]:
 
 
 def distill_linear_readout(model, prompts, student: NAMM, seed: int = 0, exact: bool = False,
-                   budgets=(0.5, 0.25), progress: bool = True, compare: dict | None = None,
-                   replay_prompt=None) -> dict:
+                           budgets=(0.5, 0.25), progress: bool = True, compare: dict | None = None,
+                           replay_prompt=None) -> dict:
     """Record every prompt, fit the readout on four fifths of the prompts, set it on `student`, and report the
     target's top-budget recall on the held-out fifth for it, each baseline readout and `compare` (label ->
     flat readout of the same features, e.g. a shipped NAMM-X's). The target is the oracle, or KVzip's scores

@@ -141,8 +141,7 @@ class UpdateSchedule:
     def for_forward(cls, session, mem, q_len: int) -> "UpdateSchedule":
         prompt = session.prompt
         ends = prompt.update_at_end(session.policy) and prompt.ends_prompt(q_len)
-        held = prompt.end_update == "held" and not prompt.compressed and prompt.ends_prompt(q_len)
-        return cls(session.policy.n_up, mem.since_update, q_len, ends, held)
+        return cls(session.policy.n_up, mem.since_update, q_len, ends, prompt.held_update_after(q_len))
 
     def segments(self) -> list[Segment]:
         out, start, since = [], 0, self.since_update

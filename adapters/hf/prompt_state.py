@@ -53,5 +53,9 @@ class PromptState:
             return False
         return self.end_update == "always" or policy.update_at_prompt_end
 
+    def held_update_after(self, q_len: int) -> bool:
+        """Whether the driver updates right after this forward, once it has reconstructed the context (kvzip)."""
+        return self.end_update == "held" and not self.compressed and self.ends_prompt(q_len)
+
     def observing(self) -> bool:
         return not self.compressed
