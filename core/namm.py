@@ -65,6 +65,7 @@ class NAMMConfig:
     snap_window: int = 32  # namm_x: SnapKV's observation window
     snap_kernel: int = 7  # namm_x: SnapKV's pooling kernel
     h2o_recent_ratio: float = 0.5  # namm_x: H2O's recent window as a share of the kept tokens
+    max_received: bool = False  # namm_x: add the column of the most attention one query paid each token
 
     def check(self) -> None:
         """ValueError naming the first field whose value this NAMM cannot run with."""
@@ -96,7 +97,7 @@ class NAMMConfig:
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The namm_x feature columns, in readout order."""
-        return feature_names(self.n_freq, self.spectrogram)
+        return feature_names(self.n_freq, self.spectrogram, self.max_received)
 
     @property
     def n_params(self) -> int:

@@ -9,6 +9,7 @@ Per token and layer (and per KV head, or averaged over the KV heads when heads s
 | snapkv | the last `snap_window` queries' attention, pooled over `snap_kernel` tokens | SnapKV |
 | l2 | -(key L2 norm) | L2 (KnormPress) |
 | recency | the token's absolute position (newer is higher; the rank of -age) | StreamingLLM |
+| max_received | the most attention one query paid the token since it arrived (option `max_received`) | KVzip's maximum, over the prefill's own queries |
 | sink | 1 for the first `n_sink` tokens of the sequence | StreamingLLM's sinks |
 | h2o_window | 1 for the newest int(h2o_recent_ratio x kept) tokens | H2O's recent window |
 | snapkv_window | 1 for the newest `snap_window` tokens | SnapKV's protected window |
@@ -34,13 +35,19 @@ from core.memory import LayerMemory
 from core.spectrogram import StreamingSpectrogram
 
 SIGNALS = ("tova", "h2o", "snapkv", "l2", "recency")
+OPTIONAL_SIGNALS = ("max_received",)  # columns a config adds by name; checkpoints without them are unchanged
 FLAGS = ("sink", "h2o_window", "snapkv_window")
 FLAG_WEIGHT = 2.0  # a flag's readout weight in a baseline's rule: above any sum of one rank (<= 1)
 
 
-def feature_names(n_freq: int, spectrogram: bool = True) -> tuple[str, ...]:
+def feature_names(n_freq: int, spectrogram: bool = True, max_received: bool = False) -> tuple[str, ...]:
     bins = tuple(f"spec_{i}" for i in range(n_freq)) if spectrogram else ()
-    return SIGNALS + FLAGS + bins
+    return signal_names(max_received) + FLAGS + bins
+
+
+def signal_names(max_received: bool = False) -> tuple[str, ...]:
+    """The ranked columns, in readout order."""
+    return SIGNALS + (("max_received",) if max_received else ())
 
 
 def readout_size(n_features: int, hidden: int) -> int:
@@ -85,12 +92,15 @@ class NAMMXFeatures:
     def __init__(self, config, spectrogram: StreamingSpectrogram | None) -> None:
         self.config = config
         self.spectrogram = spectrogram if config.spectrogram else None
-        self.names = feature_names(config.n_freq, config.spectrogram)
+        self.names = config.feature_names
+        self.signals = signal_names(config.max_received)
 
     def observe(self, mem: LayerMemory, probs: torch.Tensor, rows_left: int) -> None:
         signals.observe_accumulated(mem, probs)
         signals.observe_last_row(mem, probs)
         signals.observe_window(mem, probs, rows_left, self.config.snap_window)
+        if self.config.max_received:
+            signals.observe_max_received(mem, probs)
         if self.spectrogram is not None:
             b, h = probs.shape[:2]
             self.spectrogram.init_state(mem.state, b, h, mem.observed, probs.device)
@@ -112,6 +122,8 @@ class NAMMXFeatures:
             "h2o_window": signals.last_flag(mem, int(n_keep * c.h2o_recent_ratio)),
             "snapkv_window": signals.last_flag(mem, c.snap_window),
         }
+        if self.config.max_received:
+            cols["max_received"] = mem.state[signals.MAX_RECEIVED]
         if self.spectrogram is not None:
             cols["spec"] = self.spectrogram.flushed(mem.state)
         return cols
@@ -120,7 +132,7 @@ class NAMMXFeatures:
         cols = self.raw(mem, n_keep)
         if shared:  # the heads' signals averaged first, as head-averaged TOVA averages attention
             cols = {k: v.mean(dim=1, keepdim=True) for k, v in cols.items()}
-        parts = [rank01(cols[k].float()) for k in SIGNALS] + [cols[k].float() for k in FLAGS]
+        parts = [rank01(cols[k].float()) for k in self.signals] + [cols[k].float() for k in FLAGS]
         stacked = torch.stack(parts, dim=-1)
         if self.spectrogram is None:
             return stacked
@@ -131,13 +143,21 @@ class NAMMXFeatures:
         signals.reset_window(mem)
 
 
+RULES = {"tova": {"tova": 1.0}, "h2o": {"h2o": 1.0, "h2o_window": FLAG_WEIGHT},
+         "snapkv": {"snapkv": 1.0, "snapkv_window": FLAG_WEIGHT}, "l2": {"l2": 1.0},
+         "recency": {"recency": 1.0, "sink": FLAG_WEIGHT}, "max_received": {"max_received": 1.0}}
+
+
 def baseline_readout(names: tuple[str, ...], hidden: int, baseline: str) -> torch.Tensor:
-    """The flat readout whose top-k keeps what `baseline` keeps (in that baseline's head mode)."""
-    rules = {"tova": {"tova": 1.0}, "h2o": {"h2o": 1.0, "h2o_window": FLAG_WEIGHT},
-             "snapkv": {"snapkv": 1.0, "snapkv_window": FLAG_WEIGHT}, "l2": {"l2": 1.0},
-             "recency": {"recency": 1.0, "sink": FLAG_WEIGHT}}
-    if baseline not in rules:
-        raise ValueError(f"no NAMM-X readout for {baseline!r}; choose from {', '.join(rules)}")
+    """The flat readout whose top-k keeps what `baseline` keeps (in that baseline's head mode); `max_received`
+    is the one-hot readout of that column (a rule no baseline of ours implements)."""
+    if baseline not in RULES:
+        raise ValueError(f"no NAMM-X readout for {baseline!r}; choose from {', '.join(RULES)}")
+    missing = [name for name in RULES[baseline] if name not in names]
+    if missing:
+        raise ValueError(f"the {baseline} readout needs the feature(s) {missing}, which this feature set lacks "
+                         f"(set the NAMM config's {missing[0]}: true)")
+    rules = RULES
     flat = torch.zeros(readout_size(len(names), hidden))
     params = unflatten_readout(flat, len(names), hidden)
     for name, weight in rules[baseline].items():
@@ -148,4 +168,10 @@ def baseline_readout(names: tuple[str, ...], hidden: int, baseline: str) -> torc
 BASELINE_READOUTS = ("tova", "h2o", "snapkv", "l2", "recency")
 BASELINE_HEAD_MODES = {"tova": "shared", "h2o": "per_head", "snapkv": "per_head", "l2": "per_head",
                        "recency": "per_head"}
+
+
+def start_readouts(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The rule readouts `init_readout: best` measures: every baseline's, and each optional column's one-hot
+    readout where the feature set has that column."""
+    return BASELINE_READOUTS + tuple(n for n in OPTIONAL_SIGNALS if n in names)
 

@@ -15,6 +15,7 @@ from core.memory import LayerMemory
 ACCUMULATED = "h2o_accumulated"  # attention summed over every query since the token arrived (H2O)
 LAST_ROW = "tova_last_row"  # the newest query's attention (TOVA)
 WINDOW = "snapkv_window_attention"  # attention summed over the last `window` queries before an update (SnapKV)
+MAX_RECEIVED = "max_received_attention"  # the most attention one query paid the token since it arrived
 
 
 def _zeros_for(mem: LayerMemory, probs: torch.Tensor) -> torch.Tensor:
@@ -31,6 +32,15 @@ def observe_last_row(mem: LayerMemory, probs: torch.Tensor) -> None:
     last = _zeros_for(mem, probs)
     last[..., : probs.shape[-1]] = probs[:, :, -1, :]
     mem.state[LAST_ROW] = last
+
+
+def observe_max_received(mem: LayerMemory, probs: torch.Tensor) -> None:
+    """The largest attention any observed query paid each token: KVzip scores a token by the most attention
+    its reconstruction's queries pay it; this is the same maximum over the queries the model already ran."""
+    if MAX_RECEIVED not in mem.state:
+        mem.state[MAX_RECEIVED] = _zeros_for(mem, probs)
+    seen = mem.state[MAX_RECEIVED][..., : probs.shape[-1]]
+    torch.maximum(seen, probs.amax(dim=2), out=seen)
 
 
 def observe_window(mem: LayerMemory, probs: torch.Tensor, rows_left: int, window: int) -> None:

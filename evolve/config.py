@@ -22,7 +22,7 @@ from evolve.yaml_lines import ConfigError, dotted, load_with_lines
 
 FITNESS_KINDS = ("lm", "toy")
 LM_METRICS = ("score", "answer_logprob", "kl", "answer_logprob_clipped")
-INIT_READOUTS = ("best", "tova", "h2o", "snapkv", "l2", "recency")
+INIT_READOUTS = ("best", "tova", "h2o", "snapkv", "l2", "recency", "max_received")
 DATA_SOURCES = ("builtin", "longbench")
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -303,6 +303,8 @@ def _namm(c: _Checker, namm, kw: dict) -> dict:
     if kw["init_readout"] is not None:
         if namm_config.features != "namm_x":
             c.fail(("init_readout",), "a baseline's readout is a NAMM-X start: set namm.features to namm_x")
+        if kw["init_readout"] == "max_received" and not namm_config.max_received:
+            c.fail(("init_readout",), "the max_received readout needs its column: set namm.max_received to true")
         if kw["init_from"] is not None:
             c.fail(("init_readout",), "give init_from or init_readout, not both")
     return dict(namm)

@@ -47,9 +47,9 @@ def objective(config: EvolveConfig, fitness: np.ndarray, cache_fraction: np.ndar
 def baseline_start(config: EvolveConfig, template: NAMM, fitness: Fitness, dist: Dist) -> tuple[np.ndarray, dict]:
     """NAMM-X's starting mean: the readout of `init_readout`, or with "best" the baseline readout that scores
     highest on generation 0's prompts (measured here, each one sharded over ranks like a member)."""
-    from core.namm_x import BASELINE_READOUTS, baseline_readout
+    from core.namm_x import baseline_readout, start_readouts
 
-    names = BASELINE_READOUTS if config.init_readout == "best" else (config.init_readout,)
+    names = start_readouts(template.config.feature_names) if config.init_readout == "best" else (config.init_readout,)
     vectors = {n: baseline_readout(template.config.feature_names, template.config.readout_hidden, n).numpy()
                for n in names}
     if len(names) == 1:
