@@ -7,6 +7,9 @@ threshold NAMM beside a fixed-budget table.
 
 The first POLICY is the reference; the full cache comes from its run. Every run must hold the same items
 (tasks, length, seed and n); a run whose full cache differs item by item is refused.
+
+eval.video results (per-item outcomes under `correct`) are compared the same way in M-Avg points: each row
+minus the reference, with eval.video's paired bootstrap over items resampled within each task.
 """
 from __future__ import annotations
 
@@ -28,6 +31,17 @@ def load(spec: str) -> tuple[str, dict, dict]:
     return f"{run}:{policy}", results, results["policies"][policy]
 
 
+def unique_labels(rows, specs):
+    """Rows named RUN:POLICY, with the run's folder path where two rows would share a name."""
+    labels = [label for label, _, _ in rows]
+    out = []
+    for (label, results, summary), spec in zip(rows, specs):
+        if labels.count(label) > 1:
+            label = spec
+        out.append((label, results, summary))
+    return out
+
+
 def item_scores(per_task: dict, tasks) -> dict[str, list[float]]:
     return {t: per_task[t]["item_scores"] for t in tasks if t in per_task}
 
@@ -39,7 +53,9 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("rows", nargs="+", help="RESULTS.json:POLICY (the first is the reference)")
     args = parser.parse_args(argv)
-    rows = [load(spec) for spec in args.rows]
+    rows = unique_labels([load(spec) for spec in args.rows], args.rows)
+    if is_video(rows[0][2]):
+        return video_rows(rows)
     _, ref_results, ref = rows[0]
     tasks = ref_results["tasks"]
     full = item_scores(ref_results["policies"].get("full") or {}, tasks)
@@ -61,6 +77,41 @@ def main(argv=None) -> int:
                   for t in scored) / len(scored)
         text = f"{gap:+.3f}" + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "")
         print(f"{label:<40} {cache:6.3f}   {text}")
+    return 0
+
+
+def is_video(summary: dict) -> bool:
+    return "per_task" in summary and all("correct" in row for row in summary["per_task"].values())
+
+
+def video_rows(rows) -> int:
+    """M-Avg of each eval.video row and its paired difference to the first row's (points)."""
+    import numpy as np
+
+    from eval.video.budgets import intervals
+
+    outcomes, fulls = {}, {}
+    for label, results, summary in rows:
+        if not is_video(summary):
+            raise UserError(f"{label}: not an eval.video result with per-item outcomes; the reference is one")
+        outcomes[label] = {t: np.asarray(r["correct"], dtype=float) for t, r in summary["per_task"].items()}
+        full = results["policies"].get("full")
+        if full is not None:
+            fulls[label] = {t: r["correct"] for t, r in full["per_task"].items()}
+    reference = rows[0][0]
+    shape = {t: len(v) for t, v in outcomes[reference].items()}
+    for label, items in outcomes.items():
+        if {t: len(v) for t, v in items.items()} != shape:
+            raise UserError(f"{label}: items per task differ from {reference}'s {shape} (not paired)")
+    if len({json.dumps(f, sort_keys=True) for f in fulls.values()}) > 1:
+        raise UserError("the runs' full caches answered other items (not paired)")
+    stats = intervals(outcomes, references={label: reference for label in outcomes if label != reference})
+    print(f"{'row':<40} {'cache':>6}   {'M-Avg':>6}   minus {reference}'s [95% paired interval]")
+    for label, _, summary in rows:
+        s = stats[label]
+        text = ("(reference)" if label == reference else
+                f"{100 * s['vs_namm']:+.1f} [{100 * s['vs_namm_ci'][0]:+.1f}, {100 * s['vs_namm_ci'][1]:+.1f}]")
+        print(f"{label:<40} {summary.get('cache_fraction', float('nan')):6.3f}   {100 * s['m_avg']:6.1f}   {text}")
     return 0
 
 
