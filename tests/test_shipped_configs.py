@@ -54,3 +54,10 @@ def test_phase2_starts_from_phase1s_final_mean_shipped_beside_it(monkeypatch):
     start = NAMM.from_pretrained(phase2.init_from)
     assert Path(phase2.init_from).resolve() == (SHIPPED / "evolution" / "phase1" / "mean-gen11").resolve()
     assert start.n_params == NAMM.from_pretrained(SHIPPED).n_params
+
+
+def test_the_max_received_preset_is_the_namm_x_preset_plus_that_column():
+    ours = _fields("configs/evolve_namm_x_max_received_smollm2_cpu.yaml")
+    base = _fields("configs/evolve_namm_x_smollm2_cpu.yaml")
+    assert ours["namm"] == dict(base["namm"], max_received=True)
+    assert {k: v for k, v in ours.items() if k != "namm"} == {k: v for k, v in base.items() if k != "namm"}
