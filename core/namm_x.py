@@ -157,10 +157,9 @@ def baseline_readout(names: tuple[str, ...], hidden: int, baseline: str) -> torc
     if missing:
         raise ValueError(f"the {baseline} readout needs the feature(s) {missing}, which this feature set lacks "
                          f"(set the NAMM config's {missing[0]}: true)")
-    rules = RULES
     flat = torch.zeros(readout_size(len(names), hidden))
     params = unflatten_readout(flat, len(names), hidden)
-    for name, weight in rules[baseline].items():
+    for name, weight in RULES[baseline].items():
         params["w"][names.index(name)] = weight
     return flat
 
@@ -174,4 +173,3 @@ def start_readouts(names: tuple[str, ...]) -> tuple[str, ...]:
     """The rule readouts `init_readout: best` measures: every baseline's, and each optional column's one-hot
     readout where the feature set has that column."""
     return BASELINE_READOUTS + tuple(n for n in OPTIONAL_SIGNALS if n in names)
-
