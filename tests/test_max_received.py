@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from adapters.hf.attention import causal_mask
 from core import signals
 from core.memory import LayerMemory
 from core.namm import NAMM, NAMMConfig
@@ -12,10 +13,7 @@ from core.selection import keep_top, protect_newest
 def causal_block(rows: int, visible: int, heads: int, seed: int) -> torch.Tensor:
     """Attention [1, heads, rows, visible] of the newest `rows` queries, each seeing the tokens up to itself."""
     logits = torch.randn(1, heads, rows, visible, generator=torch.Generator().manual_seed(seed))
-    first_new = visible - rows
-    for r in range(rows):
-        logits[..., r, first_new + r + 1 :] = float("-inf")
-    return logits.softmax(dim=-1)
+    return logits.masked_fill(~causal_mask(rows, visible, logits.device), float("-inf")).softmax(dim=-1)
 
 
 def test_the_column_holds_the_largest_attention_any_query_paid_across_blocks_and_evictions():
