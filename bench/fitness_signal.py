@@ -27,7 +27,7 @@ import torch
 
 from core.atomic import write_json_atomic
 
-METRICS = ("score", "answer_logprob", "answer_logprob_clipped", "kl")
+METRICS = ("score", "answer_logprob", "answer_logprob_clipped", "answer_margin", "kl")
 
 
 def spearman(a, b) -> float:
@@ -138,7 +138,7 @@ def shard_main(args) -> int:
                 v = {"task": p.task, "score": score, "full_score": full[name][i][0], "cache": fraction}
                 if answer is not None:
                     ref = full[name][i][1]
-                    for metric in ("answer_logprob", "answer_logprob_clipped"):
+                    for metric in ("answer_logprob", "answer_logprob_clipped", "answer_margin"):
                         v[metric] = prompt_value(metric, ref.logprobs, answer.logprobs, answer.answer_ids,
                                                  getattr(config, "logprob_clip", 3.0))
                     v["kl"] = prompt_value("kl", ref.logprobs, answer.logprobs, answer.answer_ids)
@@ -174,9 +174,15 @@ def combine_main(args) -> int:
         rows.update({int(k): v for k, v in data["members"].items()})
         seconds += data["seconds"]
     ms = sorted(rows)
+    if not ms:
+        from core.errors import UserError
+
+        raise UserError(f"{out}: no shard*.json with a finished member; run the shards first (--shard RANK/WORLD)")
     heldout = [fitness_of(rows[m]["H"], "score") for m in ms]
     table = {}
     for metric in METRICS:
+        if metric not in rows[ms[0]]["A"][0]:  # shards written before the metric existed
+            continue
         a = [fitness_of(rows[m]["A"], metric) for m in ms]
         b = [fitness_of(rows[m]["B"], metric) for m in ms]
         both = [fitness_of(rows[m]["A"] + rows[m]["B"], metric) for m in ms]

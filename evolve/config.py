@@ -21,7 +21,7 @@ import yaml
 from evolve.yaml_lines import ConfigError, dotted, load_with_lines
 
 FITNESS_KINDS = ("lm", "toy")
-LM_METRICS = ("score", "answer_logprob", "kl", "answer_logprob_clipped")
+LM_METRICS = ("score", "answer_logprob", "kl", "answer_logprob_clipped", "answer_margin")
 INIT_READOUTS = ("best", "tova", "h2o", "snapkv", "l2", "recency", "max_received")
 DATA_SOURCES = ("builtin", "longbench")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -72,7 +72,7 @@ class EvolveConfig:
     # observer; True, the SDPA path bit-identical to the unmodified model. A run folder's config.yaml written
     # before this field existed was made on the exact path (evolve.resume_check reads it so)
     exact: bool = False
-    logprob_clip: float = 3.0  # answer_logprob_clipped: nats below the full cache that score 0
+    logprob_clip: float = 3.0  # nats: answer_logprob_clipped scores 0 this far below the full cache; answer_margin clips margins here
     # namm_x: start from a baseline's readout ("best": each one scored on generation 0's prompts, the best kept)
     init_readout: str | None = None
 

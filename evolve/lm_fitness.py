@@ -13,6 +13,12 @@ on the same prompts, averaged over tasks. `lm_metric` names what is measured on 
   the same under the full cache, clipped to [-logprob_clip, 0] and mapped to 1 + d / logprob_clip in [0, 1].
   A member never earns more than the full cache on a prompt, and one lost prompt costs at most 1/n of the
   task, so no outlier ranks the members (`answer_logprob`'s exp ratio reached 2.55 on one prompt).
+- `answer_margin` (bounded, greedy-aligned): the same forward; an answer's margin is the smallest, over its
+  tokens, of log p(gold token) minus the largest log p of any other token. It is positive exactly when greedy
+  decoding reproduces the whole gold answer, so it ranks members as their greedy answers do, where a mean over
+  the answer's tokens can rise while the one token that decides the answer falls. A prompt's value is
+  1 + min(0, m - m_full) / (2 x logprob_clip), both margins first clipped to [-logprob_clip, logprob_clip]:
+  in [0, 1], 1 when the member's margin is at least the full cache's.
 
 Both graded values are continuous where the score is 0 or 1, so two members rarely tie.
 
@@ -68,7 +74,20 @@ def prompt_value(metric: str, reference: torch.Tensor, candidate: torch.Tensor, 
         return 1.0 + min(0.0, max(-clip, float(cand - ref))) / clip
     if metric == "kl":
         return math.exp(-mean_kl(reference, candidate))
+    if metric == "answer_margin":
+        def bounded(logprobs):
+            return min(clip, max(-clip, answer_margin(logprobs, answer_ids)))
+        return 1.0 + min(0.0, bounded(candidate) - bounded(reference)) / (2 * clip)
     raise ValueError(f"unknown graded metric {metric!r}")
+
+
+def answer_margin(logprobs: torch.Tensor, answer_ids: torch.Tensor) -> float:
+    """min over the answer's positions of log p(gold) - max log p(other token), from teacher-forced
+    log-probabilities [n, vocab]: > 0 exactly when every gold token is the position's argmax."""
+    ids = answer_ids.view(-1, 1).to(logprobs.device)
+    gold = logprobs.gather(1, ids).squeeze(1)
+    others = logprobs.scatter(1, ids, float("-inf")).max(dim=1).values
+    return float((gold - others).min())
 
 
 class LMFitness:

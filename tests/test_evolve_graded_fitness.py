@@ -14,7 +14,7 @@ from core.namm import NAMM, NAMMConfig
 from core.policies import FullCache, Recency
 from evolve.config import ConfigError, parse_config
 from evolve.distributed import Dist
-from evolve.lm_fitness import LMFitness, prompt_value
+from evolve.lm_fitness import LMFitness, answer_margin, prompt_value
 from evolve.loop import objective
 from evolve.prompts import Prompt
 
@@ -63,7 +63,7 @@ def fitness_on_tiny(tmp_path, metric, shared):
     return fitness
 
 
-@pytest.mark.parametrize("metric", ["answer_logprob", "kl"])
+@pytest.mark.parametrize("metric", ["answer_logprob", "kl", "answer_margin"])
 def test_full_cache_scores_exactly_one_and_eviction_scores_less(tmp_path, metric, one_thread):
     fitness = fitness_on_tiny(tmp_path, metric, shared=False)
     assert fitness.evaluate(FullCache()).fitness == 1.0
@@ -85,7 +85,7 @@ def test_prompt_values():
     assert 0.0 < prompt_value("kl", ref, worse, answer) < 1.0
 
 
-@pytest.mark.parametrize("metric", ["answer_logprob", "kl"])
+@pytest.mark.parametrize("metric", ["answer_logprob", "kl", "answer_margin"])
 def test_shared_prefix_gives_exactly_the_fitness_from_scratch(tmp_path, metric, one_thread):
     shared = fitness_on_tiny(tmp_path / "a", metric, shared=True)
     alone = fitness_on_tiny(tmp_path / "b", metric, shared=False)
@@ -94,6 +94,42 @@ def test_shared_prefix_gives_exactly_the_fitness_from_scratch(tmp_path, metric, 
     a, b = shared.evaluate(namm), alone.evaluate(namm)
     assert a.cache_fraction < 0.9
     assert a.fitness == b.fitness and a.cache_fraction == b.cache_fraction
+
+
+def test_answer_margin_ranks_as_the_greedy_answer_where_the_mean_log_probability_does_not():
+    answer = torch.tensor([0, 1, 2])
+    ref = torch.log_softmax(torch.tensor([[4.0, 0.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 4.0]]), dim=-1)
+    # right at every position, each by a small margin
+    right = torch.log_softmax(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), dim=-1)
+    # sure of two tokens, wrong on the one that decides the answer
+    wrong = torch.log_softmax(torch.tensor([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 2.0, 1.0]]), dim=-1)
+    assert answer_margin(right, answer) == pytest.approx(1.0 - 0.0)
+    assert answer_margin(wrong, answer) == pytest.approx(-1.0)
+    mean = lambda c: prompt_value("answer_logprob_clipped", ref, c, answer)  # noqa: E731
+    margin = lambda c: prompt_value("answer_margin", ref, c, answer)  # noqa: E731
+    assert mean(wrong) > mean(right)  # the mean rewards the wrong answer
+    assert margin(right) > margin(wrong)
+    assert margin(ref) == 1.0 and margin(right) == pytest.approx(1.0 - (3.0 - 1.0) / 6.0)
+    assert margin(wrong) == pytest.approx(1.0 - (3.0 + 1.0) / 6.0)
+    # bounded: nothing scores below 0, and a member never earns more than the full cache
+    hopeless = torch.log_softmax(torch.tensor([[0.0, 50.0, 0.0]] * 3), dim=-1)
+    assert margin(hopeless) == 0.0 and prompt_value("answer_margin", right, ref, answer) == 1.0
+
+
+def test_answer_margin_is_positive_exactly_when_greedy_decoding_gives_the_answer(one_thread):
+    """Teacher forcing and decoding agree: the margin of the greedy continuation is positive, and changing
+    one of its tokens makes it negative."""
+    model = tiny_llama()
+    ids = torch.randint(0, 128, (1, 3 * N_UP + 5), generator=torch.Generator().manual_seed(4))
+    for policy in (FullCache(), evicting_namm()):
+        greedy = greedy_generate(model, ids, policy, max_new_tokens=5, prefill_chunk=N_UP)
+        tokens = torch.tensor(greedy.tokens[0])
+        run = answer_logprobs(model, ids, tokens, policy, prefill_chunk=N_UP)
+        assert answer_margin(run.logprobs, tokens) > 0
+        altered = tokens.clone()
+        altered[2] = (altered[2] + 1) % 128
+        run = answer_logprobs(model, ids, altered, policy, prefill_chunk=N_UP)
+        assert answer_margin(run.logprobs, altered) < 0
 
 
 @pytest.mark.parametrize("exact", [True, False])
