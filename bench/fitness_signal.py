@@ -138,10 +138,10 @@ def shard_main(args) -> int:
                 v = {"task": p.task, "score": score, "full_score": full[name][i][0], "cache": fraction}
                 if answer is not None:
                     ref = full[name][i][1]
-                    for metric in ("answer_logprob", "answer_logprob_clipped", "answer_margin"):
-                        v[metric] = prompt_value(metric, ref.logprobs, answer.logprobs, answer.answer_ids,
-                                                 getattr(config, "logprob_clip", 3.0))
-                    v["kl"] = prompt_value("kl", ref.logprobs, answer.logprobs, answer.answer_ids)
+                    for metric in METRICS:
+                        if metric != "score":
+                            v[metric] = prompt_value(metric, ref.logprobs, answer.logprobs, answer.answer_ids,
+                                                     getattr(config, "logprob_clip", 3.0))
                 values.append(v)
             entry[name] = values
         rows[m] = entry
