@@ -88,13 +88,43 @@ def embedded_gguf(name: str, work: Path) -> Path:
     return joined
 
 
+def _is_complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def save_folder(model, tokenizer, folder: Path) -> None:
+    """Write `model` and `tokenizer` as a plain Hugging Face folder, from any process.
+
+    Not `model.save_pretrained`: inside an initialised process group (torchrun) it writes neither config
+    nor weights on ranks other than 0, so a rank that converts first would publish tokenizer files only.
+    Weights tied to an earlier tensor (the LM head to the embedding) are stored once, under the first name,
+    as `save_pretrained` stores them."""
+    from safetensors.torch import save_file
+
+    model.config.architectures = [type(model).__name__]
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    weights, seen = {}, set()
+    for key, tensor in model.state_dict().items():
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        weights[key] = tensor.detach().contiguous()
+    save_file(weights, str(Path(folder) / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save_pretrained(folder)
+
+
 def convert_embedded(name: str) -> Path:
     """Dequantise the embedded GGUF once into a standard HF folder; return that folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target = cache_dir() / EMBEDDED[name].folder
-    if (target / "config.json").exists():
+    if _is_complete(target):
         return target
+    if target.exists():
+        raise RuntimeError(f"{target} holds an incomplete model (no config.json or model.safetensors); "
+                           f"delete that folder and run again to convert '{name}' anew")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     work = Path(tempfile.mkdtemp(prefix=target.name + ".gguf.", dir=target.parent))
@@ -107,12 +137,11 @@ def convert_embedded(name: str) -> Path:
         del model.config.quantization_config
         model.hf_quantizer = None
         model.is_quantized = False
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_folder(model, tokenizer, tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first
-            if not (target / "config.json").exists():
+            if not _is_complete(target):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

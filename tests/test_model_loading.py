@@ -92,3 +92,34 @@ def test_gemma_folder_is_a_supported_family(tmp_path):
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=16)
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
     assert transformers.AutoConfig.from_pretrained(tmp_path).model_type in loading.SUPPORTED_FAMILIES
+
+
+def test_converted_folder_is_whole_on_any_rank(tmp_path, monkeypatch):
+    """Under torchrun, transformers' save_pretrained writes nothing on rank 1; the converter's writer must
+    still produce a folder that loads to the same model, tied head included."""
+    import transformers.distributed.mixin as mixin
+
+    tiny_llama_folder(tmp_path / "source")
+    source, tokenizer = load_model(str(tmp_path / "source"))
+    source.config.tie_word_embeddings = True
+    source.tie_weights()
+    monkeypatch.setattr(mixin, "_is_torch_distributed_initialized", lambda: True)
+    monkeypatch.setattr(mixin, "_get_torch_distributed_rank", lambda: 1)
+    source.save_pretrained(tmp_path / "skipped")
+    assert not (tmp_path / "skipped" / "model.safetensors").exists()
+
+    loading.save_folder(source, tokenizer, tmp_path / "saved")
+    reloaded, _ = load_model(str(tmp_path / "saved"))
+    ids = torch.tensor([tokenizer("w3 w4 w5 w9").input_ids])
+    assert torch.equal(reloaded(ids).logits, source(ids).logits)
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.model.embed_tokens.weight.data_ptr()
+
+
+def test_an_incomplete_cache_folder_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAMMX_CACHE", str(tmp_path))
+    (tmp_path / "smollm2-135m-instruct").mkdir()
+    (tmp_path / "smollm2-135m-instruct" / "tokenizer.json").write_text("{}")
+    with pytest.raises(RuntimeError) as error:
+        loading.convert_embedded("smollm2")
+    assert str(error.value) == (f"{tmp_path / 'smollm2-135m-instruct'} holds an incomplete model (no config.json or "
+                                "model.safetensors); delete that folder and run again to convert 'smollm2' anew")
