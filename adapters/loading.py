@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from adapters import gemma3, llama
+from adapters.dtype_speed import warn_if_slow
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,8 @@ def load_model(name_or_path: str = "smollm2", dtype: torch.dtype = torch.float32
     CPU through accelerate (models too large for one device); `device` is then not used."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if device_map is None:
+        warn_if_slow(dtype, device)
     source = resolve(name_or_path)
     if os.path.sep in source and not os.path.isdir(source):
         raise FileNotFoundError(f"model folder {source} does not exist")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adapters.dtype_speed import warn_if_slow
 from core.errors import UserError
 from eval.video import longvideobench as lvb
 from eval.video import mlvu
@@ -117,6 +118,7 @@ def load_video_chat(name_or_path: str, dtype: torch.dtype = torch.float32, devic
     from zoo.video.processor import FILE as TINY_PROCESSOR
     from zoo.video.smol_llava import META as SMOL_META
 
+    warn_if_slow(dtype, device)
     path = Path(name_or_path)
     if (path / SMOL_META).is_file():
         from zoo.video.smol_llava import load_smol_llava
