@@ -21,6 +21,7 @@ import torch
 
 from adapters import gemma3, llama
 from adapters.dtype_speed import warn_if_slow
+from core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ def embedded_gguf(name: str, work: Path) -> Path:
     return joined
 
 
+class IncompleteCacheError(UserError, RuntimeError):
+    """The converted model's cache folder lacks its config or weights (a conversion of an older version)."""
+
+
 def _is_complete(folder: Path) -> bool:
     return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
@@ -124,7 +129,7 @@ def convert_embedded(name: str) -> Path:
     if _is_complete(target):
         return target
     if target.exists():
-        raise RuntimeError(f"{target} holds an incomplete model (no config.json or model.safetensors); "
+        raise IncompleteCacheError(f"{target} holds an incomplete model (no config.json or model.safetensors); "
                            f"delete that folder and run again to convert '{name}' anew")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
